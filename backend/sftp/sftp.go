@@ -1,0 +1,609 @@
+// Package sftp stores a repository on an SFTP server, typically a Hetzner
+// Storage Box, through github.com/pkg/sftp over golang.org/x/crypto/ssh.
+//
+// Host keys are checked strictly against a known_hosts file: an unknown
+// host fails with *UnknownHostError until the user accepts its fingerprint
+// (Config.AcceptHostKey), which is then recorded; a changed key fails with
+// *HostKeyChangedError. Only the SFTP subsystem is used, never a shell.
+//
+// A Backend keeps a pool of SSH connections with keepalives. Every
+// operation is idempotent and is retried with exponential backoff over a
+// fresh connection when the connection drops or the server restarts;
+// permanent failures (authentication, permission, no space, not found) are
+// returned at once. Saves write a temporary file in the target directory,
+// fsync it (fsync@openssh.com) and rename it into place
+// (posix-rename@openssh.com where offered). The layout is backend.Path, the
+// same as the local backend's.
+package sftp
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"strings"
+
+	pkgsftp "github.com/pkg/sftp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/shopvault/shopvault/backend"
+)
+
+// Backend is a repository on an SFTP server. It is safe for concurrent use.
+type Backend struct {
+	cfg      Config
+	root     string
+	pool     *pool
+	keys     *hostKeys
+	up, down *tokenBucket
+	// onRetry, when set by tests, observes each transient failure retried.
+	onRetry func(error)
+}
+
+var _ backend.Backend = (*Backend)(nil)
+var _ backend.SpaceReporter = (*Backend)(nil)
+
+// connect validates cfg, loads the key and makes the first connection, which
+// proves host key and authentication.
+func connect(ctx context.Context, cfg Config) (*Backend, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if cfg.KnownHostsFile == "" {
+		if cfg.KnownHostsFile, err = defaultKnownHosts(); err != nil {
+			return nil, err
+		}
+	}
+	a, err := loadAuth(cfg)
+	if err != nil {
+		return nil, err
+	}
+	keys := &hostKeys{file: cfg.KnownHostsFile, accept: cfg.AcceptHostKey}
+	d := &dialer{cfg: cfg, auth: a, keys: keys}
+	b := &Backend{
+		cfg:  cfg,
+		root: cfg.Path,
+		pool: newPool(cfg.Connections, d.dial),
+		keys: keys,
+		up:   newTokenBucket(cfg.LimitUploadKiB, cfg.Now, cfg.Sleep),
+		down: newTokenBucket(cfg.LimitDownloadKiB, cfg.Now, cfg.Sleep),
+	}
+	s, c, err := b.pool.get(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", cfg.Location(), err)
+	}
+	b.pool.put(s)
+	if !strings.HasPrefix(b.root, "/") {
+		// Resolve a home-relative path once so that every operation and
+		// every later connection agree on it.
+		wd, err := c.sftp.Getwd()
+		if err != nil {
+			b.Close()
+			return nil, fmt.Errorf("connect to %s: resolve home directory: %w", cfg.Location(), err)
+		}
+		b.root = path.Join(wd, b.root)
+	}
+	return b, nil
+}
+
+// Open connects to an existing repository. It fails with an error wrapping
+// fs.ErrNotExist if there is no config file at cfg.Path.
+func Open(ctx context.Context, cfg Config) (*Backend, error) {
+	b, err := connect(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := b.Stat(ctx, backend.Handle{Type: backend.ConfigFile}); err != nil {
+		b.Close()
+		if backend.IsNotExist(err) {
+			return nil, fmt.Errorf("no repository at %s (run 'shopvault init' first): %w", b.Location(), err)
+		}
+		return nil, fmt.Errorf("open %s: %w", b.Location(), err)
+	}
+	return b, nil
+}
+
+// Create connects and prepares cfg.Path for a new repository: the
+// directory (which may exist but must not hold a repository) and the
+// top-level directories of backend.Dirs. Pack shard directories
+// (data/<2 hex>) are created on demand by Save.
+func Create(ctx context.Context, cfg Config) (*Backend, error) {
+	b, err := connect(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	_, err = b.Stat(ctx, backend.Handle{Type: backend.ConfigFile})
+	switch {
+	case err == nil:
+		b.Close()
+		return nil, fmt.Errorf("a repository already exists at %s", b.Location())
+	case !backend.IsNotExist(err):
+		b.Close()
+		return nil, fmt.Errorf("create repository at %s: %w", b.Location(), err)
+	}
+	err = b.retry(ctx, "create "+b.Location(), func(c *conn, _ int) error {
+		for _, d := range backend.Dirs() {
+			if strings.Contains(d, "/") {
+				continue // pack shards
+			}
+			p := path.Join(b.root, d)
+			if err := c.sftp.MkdirAll(p); err != nil {
+				return b.writeError(c, "create directory "+p, err, 0)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+// Location implements backend.Backend.
+func (b *Backend) Location() string { return b.cfg.Location() }
+
+// Close closes every connection. In-flight operations fail.
+func (b *Backend) Close() error {
+	b.pool.close()
+	return nil
+}
+
+func (b *Backend) filename(h backend.Handle) (string, error) {
+	if err := h.Valid(); err != nil {
+		return "", err
+	}
+	return path.Join(b.root, backend.Path(h)), nil
+}
+
+func randomSuffix() string {
+	var rnd [8]byte
+	_, _ = rand.Read(rnd[:])
+	return hex.EncodeToString(rnd[:])
+}
+
+// Save implements backend.Backend.
+func (b *Backend) Save(ctx context.Context, h backend.Handle, r io.ReadSeeker, size int64) error {
+	name, err := b.filename(h)
+	if err != nil {
+		return err
+	}
+	if size < 0 {
+		return fmt.Errorf("save %s: negative size %d", h, size)
+	}
+	what := "save " + h.String()
+	return b.retry(ctx, what, func(c *conn, _ int) error {
+		return b.save(ctx, c, what, name, r, size)
+	})
+}
+
+func (b *Backend) save(ctx context.Context, c *conn, what, name string, r io.ReadSeeker, size int64) (err error) {
+	if _, err := r.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("%s: rewind: %w", what, err)
+	}
+	dir := path.Dir(name)
+	tmp := path.Join(dir, ".tmp-"+path.Base(name)+"-"+randomSuffix())
+	const flags = os.O_WRONLY | os.O_CREATE | os.O_EXCL
+	f, err := c.sftp.OpenFile(tmp, flags)
+	if errors.Is(err, os.ErrNotExist) {
+		if err := c.sftp.MkdirAll(dir); err != nil {
+			return b.writeError(c, what+": create directory "+dir, err, size)
+		}
+		f, err = c.sftp.OpenFile(tmp, flags)
+	}
+	if err != nil {
+		return b.writeError(c, what, err, size)
+	}
+	defer func() {
+		if err != nil {
+			_ = f.Close()
+			if !c.isDead() {
+				_ = c.sftp.Remove(tmp)
+			}
+		}
+	}()
+	src := &sourceReader{ctx: ctx, r: io.LimitReader(r, size+1), limit: b.up}
+	n, err := f.ReadFromWithConcurrency(src, maxRequestsPerFile)
+	if src.err != nil {
+		return fmt.Errorf("%s: read source: %w", what, src.err)
+	}
+	if err != nil {
+		return b.writeError(c, what, err, size)
+	}
+	if n != size {
+		return fmt.Errorf("%s: source has %d bytes, expected %d", what, n, size)
+	}
+	if c.fsync {
+		if err := f.Sync(); err != nil {
+			return b.writeError(c, what+": fsync", err, size)
+		}
+	}
+	if err := f.Close(); err != nil {
+		return b.writeError(c, what+": close", err, size)
+	}
+	if c.posixRename {
+		if err := c.sftp.PosixRename(tmp, name); err != nil {
+			return b.writeError(c, what+": rename", err, size)
+		}
+		return nil
+	}
+	// Plain SFTP rename fails when the target exists; the content is the
+	// same (names are content addresses, or a retry of this very Save).
+	if err := c.sftp.Rename(tmp, name); err != nil {
+		if _, serr := c.sftp.Stat(name); serr == nil {
+			if rerr := c.sftp.Remove(name); rerr == nil {
+				err = c.sftp.Rename(tmp, name)
+			}
+		}
+		if err != nil {
+			return b.writeError(c, what+": rename", err, size)
+		}
+	}
+	return nil
+}
+
+// writeError classifies a failed write. A generic SSH_FX_FAILURE (OpenSSH
+// reports ENOSPC, EDQUOT and EROFS this way) is checked with
+// statvfs@openssh.com and turned into backend.ErrNoSpace or a read-only
+// error, both permanent.
+func (b *Backend) writeError(c *conn, what string, err error, need int64) error {
+	if cerr := classify(c, what, err); isTransient(cerr) || errors.Is(cerr, backend.ErrPermanent) || backend.IsNotExist(cerr) {
+		return cerr
+	}
+	msg := strings.ToLower(err.Error())
+	if strings.Contains(msg, "quota") || strings.Contains(msg, "no space") || strings.Contains(msg, "disk full") {
+		return backend.Permanent(fmt.Errorf("%s: %w: %w", what, backend.ErrNoSpace, err))
+	}
+	if c.statvfs {
+		if st, serr := c.sftp.StatVFS(b.root); serr == nil {
+			const stRdonly = 0x1 // SSH2_FXE_STATVFS_ST_RDONLY
+			free := st.Bavail * st.Frsize
+			if st.Flag&stRdonly != 0 {
+				return backend.Permanent(fmt.Errorf("%s: the repository storage at %s is read-only: %w", what, b.Location(), err))
+			}
+			if free < uint64(need)+1<<20 {
+				return backend.Permanent(fmt.Errorf("%s: %s (%s free): %w: %w", what, b.fullMessage(), gib(free), backend.ErrNoSpace, err))
+			}
+		}
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+func (b *Backend) fullMessage() string {
+	if IsStorageBox(b.cfg.Host) {
+		return "Storage Box is full"
+	}
+	return "the SFTP storage at " + b.cfg.Host + " is full"
+}
+
+func gib(n uint64) string {
+	return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+}
+
+// Load implements backend.Backend. Only the requested range is read, with
+// pkg/sftp's concurrent reads and one chunk of read-ahead.
+func (b *Backend) Load(ctx context.Context, h backend.Handle, off, length int64, fn func(io.Reader) error) error {
+	name, err := b.filename(h)
+	if err != nil {
+		return err
+	}
+	if off < 0 || length < 0 {
+		return fmt.Errorf("load %s: negative range %d+%d", h, off, length)
+	}
+	what := "load " + h.String()
+	return b.retry(ctx, what, func(c *conn, _ int) error {
+		f, err := c.sftp.Open(name)
+		if err != nil {
+			return classify(c, what, err)
+		}
+		defer f.Close()
+		fi, err := f.Stat()
+		if err != nil {
+			return classify(c, what, err)
+		}
+		n := length
+		if n == 0 {
+			n = fi.Size() - off
+			if n < 0 {
+				return fmt.Errorf("%s: offset %d beyond size %d: %w", what, off, fi.Size(), io.ErrUnexpectedEOF)
+			}
+		}
+		if off+n > fi.Size() {
+			return fmt.Errorf("%s: range %d+%d beyond size %d: %w", what, off, n, fi.Size(), io.ErrUnexpectedEOF)
+		}
+		rr := newRangeReader(ctx, f, off, n, b.down)
+		ferr := fn(rr)
+		rerr := rr.stop()
+		if rerr != nil && ferr != nil {
+			// The reader failed under fn; a lost connection is retried.
+			if cerr := classify(c, what, rerr); isTransient(cerr) {
+				return cerr
+			}
+		}
+		return ferr
+	})
+}
+
+// Stat implements backend.Backend.
+func (b *Backend) Stat(ctx context.Context, h backend.Handle) (backend.FileInfo, error) {
+	name, err := b.filename(h)
+	if err != nil {
+		return backend.FileInfo{}, err
+	}
+	var fi backend.FileInfo
+	what := "stat " + h.String()
+	err = b.retry(ctx, what, func(c *conn, _ int) error {
+		st, err := c.sftp.Stat(name)
+		if err != nil {
+			return classify(c, what, err)
+		}
+		fi = backend.FileInfo{Name: h.Name, Size: st.Size(), ModTime: st.ModTime()}
+		return nil
+	})
+	return fi, err
+}
+
+// Remove implements backend.Backend. When an earlier attempt was cut off by
+// a lost connection, a file that is gone on retry counts as removed.
+func (b *Backend) Remove(ctx context.Context, h backend.Handle) error {
+	name, err := b.filename(h)
+	if err != nil {
+		return err
+	}
+	what := "remove " + h.String()
+	return b.retry(ctx, what, func(c *conn, attempt int) error {
+		err := c.sftp.Remove(name)
+		if attempt > 1 && errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return classify(c, what, err)
+	})
+}
+
+// List implements backend.Backend. Pack shards are read in parallel over
+// the pool; fn is called from the caller's goroutine.
+func (b *Backend) List(ctx context.Context, t backend.FileType, fn func(backend.FileInfo) error) error {
+	if err := (backend.Handle{Type: t, Name: "x"}).Valid(); err != nil && t != backend.ConfigFile {
+		return fmt.Errorf("list: %w", err)
+	}
+	dir := path.Join(b.root, string(t))
+	if t != backend.PackFile {
+		entries, err := b.readDir(ctx, dir)
+		if err != nil {
+			return err
+		}
+		return emit(ctx, entries, fn)
+	}
+	shards, err := b.readDir(ctx, dir)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g, gctx := errgroup.WithContext(ctx)
+	work := make(chan string)
+	results := make(chan []os.FileInfo, b.cfg.Connections)
+	g.Go(func() error {
+		defer close(work)
+		for _, s := range shards {
+			if !s.IsDir() || strings.HasPrefix(s.Name(), ".") {
+				continue
+			}
+			select {
+			case work <- path.Join(dir, s.Name()):
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+		}
+		return nil
+	})
+	workers := errgroup.Group{}
+	for i := 0; i < b.cfg.Connections; i++ {
+		workers.Go(func() error {
+			for d := range work {
+				entries, err := b.readDir(gctx, d)
+				if err != nil {
+					return err
+				}
+				select {
+				case results <- entries:
+				case <-gctx.Done():
+					return gctx.Err()
+				}
+			}
+			return nil
+		})
+	}
+	g.Go(func() error {
+		err := workers.Wait()
+		close(results)
+		return err
+	})
+	var ferr error
+	for entries := range results {
+		if ferr == nil {
+			if ferr = emit(ctx, entries, fn); ferr != nil {
+				cancel()
+			}
+		}
+	}
+	gerr := g.Wait()
+	if ferr != nil {
+		return ferr
+	}
+	return gerr
+}
+
+func emit(ctx context.Context, entries []os.FileInfo, fn func(backend.FileInfo) error) error {
+	for _, e := range entries {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if !e.Mode().IsRegular() || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		if err := fn(backend.FileInfo{Name: e.Name(), Size: e.Size(), ModTime: e.ModTime()}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readDir lists dir; a missing directory is empty.
+func (b *Backend) readDir(ctx context.Context, dir string) ([]os.FileInfo, error) {
+	var entries []os.FileInfo
+	what := "list " + dir
+	err := b.retry(ctx, what, func(c *conn, _ int) error {
+		var err error
+		entries, err = c.sftp.ReadDirContext(ctx, dir)
+		if errors.Is(err, os.ErrNotExist) {
+			entries, err = nil, nil
+		}
+		if err != nil && ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return classify(c, what, err)
+	})
+	return entries, err
+}
+
+// FreeSpace implements backend.SpaceReporter with statvfs@openssh.com.
+func (b *Backend) FreeSpace(ctx context.Context) (uint64, error) {
+	var free uint64
+	what := "free space of " + b.Location()
+	err := b.retry(ctx, what, func(c *conn, _ int) error {
+		if !c.statvfs {
+			return fmt.Errorf("%s: the server does not offer statvfs@openssh.com", what)
+		}
+		st, err := c.sftp.StatVFS(b.root)
+		if errors.Is(err, os.ErrNotExist) {
+			st, err = c.sftp.StatVFS(path.Dir(b.root))
+		}
+		if err != nil {
+			return classify(c, what, err)
+		}
+		free = st.Bavail * st.Frsize
+		return nil
+	})
+	return free, err
+}
+
+// CheckSpace returns an error wrapping backend.ErrNoSpace ("Storage Box is
+// full (N GiB free)") when less than need bytes are free. Servers without
+// statvfs@openssh.com pass.
+func (b *Backend) CheckSpace(ctx context.Context, need uint64) error {
+	free, err := b.FreeSpace(ctx)
+	if err != nil {
+		if isTransient(err) || errors.Is(err, backend.ErrPermanent) {
+			return err
+		}
+		return nil
+	}
+	if free < need {
+		return backend.Permanent(fmt.Errorf("%s (%s free, %s needed): %w", b.fullMessage(), gib(free), gib(need), backend.ErrNoSpace))
+	}
+	return nil
+}
+
+// rangeReader reads [off, off+n) of f in chunks, fetching the next chunk
+// while the consumer reads the current one.
+type rangeReader struct {
+	ctx  context.Context
+	ch   chan chunk
+	done chan struct{}
+	exit chan struct{}
+	cur  []byte
+	err  error // the first error seen by the consumer
+}
+
+type chunk struct {
+	data []byte
+	err  error
+}
+
+const readChunk = 1 << 20
+
+func newRangeReader(ctx context.Context, f *pkgsftp.File, off, n int64, limit *tokenBucket) *rangeReader {
+	rr := &rangeReader{ctx: ctx, ch: make(chan chunk, 1), done: make(chan struct{}), exit: make(chan struct{})}
+	go func() {
+		defer close(rr.exit)
+		defer close(rr.ch)
+		end := off + n
+		for pos := off; pos < end; {
+			sz := int64(readChunk)
+			if end-pos < sz {
+				sz = end - pos
+			}
+			var c chunk
+			if err := limit.wait(ctx, int(sz)); err != nil {
+				c.err = err
+			} else {
+				buf := make([]byte, sz)
+				m, err := f.ReadAt(buf, pos)
+				if int64(m) == sz {
+					err = nil
+				} else if err == nil || err == io.EOF {
+					err = fmt.Errorf("file ended at %d, expected %d bytes: %w", pos+int64(m), end, io.ErrUnexpectedEOF)
+				}
+				c = chunk{data: buf[:m], err: err}
+				pos += int64(m)
+			}
+			select {
+			case rr.ch <- c:
+			case <-rr.done:
+				return
+			}
+			if c.err != nil {
+				return
+			}
+		}
+	}()
+	return rr
+}
+
+func (r *rangeReader) Read(p []byte) (int, error) {
+	if r.err != nil {
+		return 0, r.err
+	}
+	for len(r.cur) == 0 {
+		if err := r.ctx.Err(); err != nil {
+			r.err = err
+			return 0, err
+		}
+		c, ok := <-r.ch
+		if !ok {
+			return 0, io.EOF
+		}
+		r.cur = c.data
+		if c.err != nil && len(c.data) == 0 {
+			r.err = c.err
+			return 0, c.err
+		}
+		if c.err != nil {
+			// Deliver the data first, then the error on the next Read.
+			r.ch = errChan(c.err)
+		}
+	}
+	n := copy(p, r.cur)
+	r.cur = r.cur[n:]
+	return n, nil
+}
+
+func errChan(err error) chan chunk {
+	ch := make(chan chunk, 1)
+	ch <- chunk{err: err}
+	close(ch)
+	return ch
+}
+
+// stop ends the read-ahead and returns the error the consumer saw, if any.
+func (r *rangeReader) stop() error {
+	close(r.done)
+	<-r.exit
+	return r.err
+}
