@@ -1,0 +1,222 @@
+package repo
+
+import (
+	"bufio"
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"filippo.io/age"
+
+	"github.com/shopvault/shopvault/backend"
+)
+
+// backendReaderAt reads a stored file through ranged Loads.
+type backendReaderAt struct {
+	be backend.Backend
+	h  backend.Handle
+}
+
+func (b *backendReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	n := 0
+	err := b.be.Load(context.Background(), b.h, off, int64(len(p)), func(r io.Reader) error {
+		var err error
+		n, err = io.ReadFull(r, p)
+		return err
+	})
+	if err != nil {
+		return n, err
+	}
+	return n, nil
+}
+
+type openPack struct {
+	ra   io.ReaderAt
+	size int64
+}
+
+// packCache keeps recently opened (decrypting) pack readers, so loading
+// many blobs of one pack costs one key unwrap.
+type packCache struct {
+	r     *Repository
+	mu    sync.Mutex
+	max   int
+	ll    *list.List
+	items map[ID]*list.Element
+}
+
+type cacheItem struct {
+	id ID
+	op *openPack
+}
+
+func newPackCache(r *Repository, max int) *packCache {
+	return &packCache{r: r, max: max, ll: list.New(), items: map[ID]*list.Element{}}
+}
+
+func (c *packCache) get(ctx context.Context, pack ID, size int64) (*openPack, error) {
+	c.mu.Lock()
+	if el, ok := c.items[pack]; ok {
+		c.ll.MoveToFront(el)
+		c.mu.Unlock()
+		return el.Value.(*cacheItem).op, nil
+	}
+	c.mu.Unlock()
+	h := backend.Handle{Type: backend.PackFile, Name: pack.String()}
+	if size <= 0 {
+		fi, err := c.r.be.Stat(ctx, h)
+		if err != nil {
+			return nil, err
+		}
+		size = fi.Size
+	}
+	ra, plainSize, err := age.DecryptReaderAt(&backendReaderAt{be: c.r.be, h: h}, size, c.r.identities...)
+	if err != nil {
+		return nil, c.r.packErr(pack, err)
+	}
+	op := &openPack{ra: ra, size: plainSize}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.items[pack] = c.ll.PushFront(&cacheItem{id: pack, op: op})
+	for c.ll.Len() > c.max {
+		el := c.ll.Back()
+		c.ll.Remove(el)
+		delete(c.items, el.Value.(*cacheItem).id)
+	}
+	return op, nil
+}
+
+func (c *packCache) drop(pack ID) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.items[pack]; ok {
+		c.ll.Remove(el)
+		delete(c.items, pack)
+	}
+}
+
+func (r *Repository) packErr(pack ID, err error) error {
+	var nomatch *age.NoIdentityMatchError
+	if errors.As(err, &nomatch) {
+		if !r.canRead {
+			return ErrNeedRestoreKey
+		}
+		return fmt.Errorf("pack %s: %w", pack.Short(), ErrWrongKey)
+	}
+	if errors.Is(err, ErrNeedRestoreKey) || errors.Is(err, context.Canceled) || backend.IsNotExist(err) {
+		return fmt.Errorf("pack %s: %w", pack.Short(), err)
+	}
+	return &CorruptError{What: "pack data/" + pack.String(), Err: err}
+}
+
+// LoadBlob loads, decompresses and verifies one blob. buf is reused for
+// the result when large enough.
+func (r *Repository) LoadBlob(ctx context.Context, h BlobHandle, buf []byte) ([]byte, error) {
+	if !r.canRead {
+		return nil, ErrNeedRestoreKey
+	}
+	e, ok := r.idx.Lookup(h)
+	if !ok {
+		return nil, fmt.Errorf("blob %s is not in the index (run 'shopvault check')", h)
+	}
+	r.idx.mu.RLock()
+	size := r.idx.packSize[e.Pack]
+	r.idx.mu.RUnlock()
+	op, err := r.packCache.get(ctx, e.Pack, size)
+	if err != nil {
+		return nil, err
+	}
+	raw := make([]byte, e.Length)
+	if _, err := op.ra.ReadAt(raw, int64(e.Offset)); err != nil {
+		r.packCache.drop(e.Pack)
+		return nil, r.packErr(e.Pack, err)
+	}
+	return r.decodeBlob(e.Pack, e.PackedBlob, raw, buf)
+}
+
+func (r *Repository) decodeBlob(pack ID, b PackedBlob, stored, buf []byte) ([]byte, error) {
+	var data []byte
+	if b.Compressed() {
+		if cap(buf) < int(b.RawLength) {
+			buf = make([]byte, 0, b.RawLength)
+		}
+		var err error
+		data, err = r.codec.decompress(buf[:0], stored)
+		if err != nil {
+			return nil, &CorruptError{What: fmt.Sprintf("blob %s in pack %s", b.BlobHandle, pack.Short()), Err: err}
+		}
+	} else {
+		data = append(buf[:0], stored...)
+	}
+	if len(data) != int(b.RawLength) || r.BlobID(data) != b.ID {
+		return nil, &CorruptError{What: fmt.Sprintf("blob %s in pack %s", b.BlobHandle, pack.Short()), Err: errors.New("content does not match its id")}
+	}
+	return data, nil
+}
+
+// StreamPack reads one pack once, front to back, and calls fn for each of
+// blobs (which must belong to the pack, sorted by offset) with its
+// verified plaintext. data is only valid during the call.
+func (r *Repository) StreamPack(ctx context.Context, pack ID, blobs []PackedBlob, fn func(b PackedBlob, data []byte) error) error {
+	if !r.canRead {
+		return ErrNeedRestoreKey
+	}
+	if len(blobs) == 0 {
+		return nil
+	}
+	h := backend.Handle{Type: backend.PackFile, Name: pack.String()}
+	var stored, plain []byte
+	err := r.be.Load(ctx, h, 0, 0, func(rd io.Reader) error {
+		dr, err := age.Decrypt(bufio.NewReaderSize(rd, 1<<20), r.identities...)
+		if err != nil {
+			return r.packErr(pack, err)
+		}
+		var pos int64
+		for _, b := range blobs {
+			if int64(b.Offset) < pos {
+				return fmt.Errorf("stream pack %s: blobs not sorted by offset", pack.Short())
+			}
+			if _, err := io.CopyN(io.Discard, dr, int64(b.Offset)-pos); err != nil {
+				return r.packErr(pack, err)
+			}
+			if cap(stored) < int(b.Length) {
+				stored = make([]byte, b.Length)
+			}
+			stored = stored[:b.Length]
+			if _, err := io.ReadFull(dr, stored); err != nil {
+				return r.packErr(pack, err)
+			}
+			pos = int64(b.Offset) + int64(b.Length)
+			data, err := r.decodeBlob(pack, b, stored, plain)
+			if err != nil {
+				return err
+			}
+			plain = data
+			if err := fn(b, data); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return err
+}
+
+// ListPack decrypts a pack's header (restore key) and returns its blobs.
+func (r *Repository) ListPack(ctx context.Context, pack ID, size int64) ([]PackedBlob, error) {
+	if !r.canRead {
+		return nil, ErrNeedRestoreKey
+	}
+	op, err := r.packCache.get(ctx, pack, size)
+	if err != nil {
+		return nil, err
+	}
+	blobs, err := readPackHeader(op.ra, op.size)
+	if err != nil {
+		r.packCache.drop(pack)
+		return nil, r.packErr(pack, err)
+	}
+	return blobs, nil
+}
