@@ -1,0 +1,25 @@
+<?php return array (
+  'parameters' => 
+  array (
+    'database_host' => '127.0.0.1',
+    'database_port' => '',
+    'database_name' => 'shop17_prod',
+    'database_user' => 'shop17',
+    'database_password' => 'it\'s a \\secret\\ pass',
+    'database_prefix' => 'shop_',
+    'database_engine' => 'InnoDB',
+    'mailer_transport' => 'smtp',
+    'mailer_host' => '127.0.0.1',
+    'mailer_user' => NULL,
+    'mailer_password' => NULL,
+    'secret' => 'TEST_ONLY_secret_oAEwogUcdoTTQoZe3FUbgxtOOzfOUYQ0zWcGpE62',
+    'ps_caching' => 'CacheMemcache',
+    'ps_cache_enable' => false,
+    'ps_creation_date' => '2019-10-03',
+    'locale' => 'fr-FR',
+    'use_debug_toolbar' => true,
+    'cookie_key' => 'TEST_ONLY_cookie_key_qYTLdkwdPKgpvgewuTnCgJWwJQEXiebitWfsvZr3',
+    'cookie_iv' => 'TESTONLY',
+    'new_cookie_key' => 'def00000TEST_ONLY_380fd759271fdc42d84526a00fdd89b2b42efac3795ddaefa53831d8',
+  ),
+);

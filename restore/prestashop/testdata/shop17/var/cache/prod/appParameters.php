@@ -1,0 +1,1 @@
+<?php return array ('parameters' => array ('database_name' => 'shop17_prod'));

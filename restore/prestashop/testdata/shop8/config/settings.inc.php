@@ -1,0 +1,1 @@
+<?php //@deprecated 1.7
