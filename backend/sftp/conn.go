@@ -41,8 +41,12 @@ type conn struct {
 func (c *conn) close() {
 	c.closeOnce.Do(func() {
 		close(c.dead)
-		_ = c.sftp.Close()
-		_ = c.ssh.Close()
+		if c.sftp != nil {
+			_ = c.sftp.Close()
+		}
+		if c.ssh != nil {
+			_ = c.ssh.Close()
+		}
 	})
 }
 

@@ -40,6 +40,7 @@ type Backend struct {
 	pool     *pool
 	keys     *hostKeys
 	up, down *tokenBucket
+	authDesc string
 	// onRetry, when set by tests, observes each transient failure retried.
 	onRetry func(error)
 }
@@ -66,12 +67,13 @@ func connect(ctx context.Context, cfg Config) (*Backend, error) {
 	keys := &hostKeys{file: cfg.KnownHostsFile, accept: cfg.AcceptHostKey}
 	d := &dialer{cfg: cfg, auth: a, keys: keys}
 	b := &Backend{
-		cfg:  cfg,
-		root: cfg.Path,
-		pool: newPool(cfg.Connections, d.dial),
-		keys: keys,
-		up:   newTokenBucket(cfg.LimitUploadKiB, cfg.Now, cfg.Sleep),
-		down: newTokenBucket(cfg.LimitDownloadKiB, cfg.Now, cfg.Sleep),
+		cfg:      cfg,
+		root:     cfg.Path,
+		pool:     newPool(cfg.Connections, d.dial),
+		keys:     keys,
+		authDesc: a.desc,
+		up:       newTokenBucket(cfg.LimitUploadKiB, cfg.Now, cfg.Sleep),
+		down:     newTokenBucket(cfg.LimitDownloadKiB, cfg.Now, cfg.Sleep),
 	}
 	s, c, err := b.pool.get(ctx)
 	if err != nil {

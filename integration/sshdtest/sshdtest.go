@@ -221,6 +221,20 @@ func (s *Server) ChangeHostKey(tb testing.TB) {
 	s.start(tb)
 }
 
+// AuthorizeKey adds pub to the server's authorized_keys (read by sshd at
+// each login, so no restart is needed).
+func (s *Server) AuthorizeKey(tb testing.TB, pub ssh.PublicKey) {
+	tb.Helper()
+	f, err := os.OpenFile(filepath.Join(s.dir, "authorized_keys"), os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(ssh.MarshalAuthorizedKey(pub)); err != nil {
+		tb.Fatal(err)
+	}
+}
+
 // KnownHostsLine returns a known_hosts line for the current host key.
 func (s *Server) KnownHostsLine() string {
 	return knownhosts.Line([]string{knownhosts.Normalize(s.Addr)}, s.HostKey)
