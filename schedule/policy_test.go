@@ -174,7 +174,7 @@ func TestPolicyTable(t *testing.T) {
 				{ID: "b2", Time: at("2024-04-01 12:00:00"), StoredTime: at("2024-04-01 12:00:00"), Host: "other"}},
 			keep: []string{"a2", "b1"}},
 		{name: "a small clock error is trusted",
-			snaps: []Snapshot{{ID: "fast", Time: at("2024-06-05 12:00:00"), StoredTime: at("2024-06-05 10:00:00"), Host: "shop"}, snap("prev", "2024-06-05 08:00:00")},
+			snaps:  []Snapshot{{ID: "fast", Time: at("2024-06-05 12:00:00"), StoredTime: at("2024-06-05 10:00:00"), Host: "shop"}, snap("prev", "2024-06-05 08:00:00")},
 			policy: Policy{Daily: 1}, keep: []string{"fast"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
