@@ -34,7 +34,7 @@ var paymentModules = []string{"paypal", "ps_checkout", "stripe_official", "strip
 
 // RewriteDatabase makes the already loaded staging database safe and
 // reachable under the staging domain, in one transaction on one connection
-// with sql_mode='' (as PrestaShop's own connections):
+// with an empty sql_mode (as PrestaShop's own connections):
 //
 //   - every ps_shop_url row gets the staging domain, domain_ssl and, if set,
 //     physical_uri (per shop with Target.ShopDomains);
