@@ -1,0 +1,117 @@
+// Command shopvault backs up and restores PrestaShop shops: files and
+// MariaDB databases in one encrypted, deduplicated snapshot, off-site over
+// SFTP, with a host key that can write backups but not read them.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/shopvault/shopvault/backup"
+	"github.com/shopvault/shopvault/repo"
+)
+
+// Exit codes, like restic's.
+const (
+	exitOK          = 0
+	exitError       = 1
+	exitUsage       = 2
+	exitPartial     = 3
+	exitNoRepo      = 10
+	exitLocked      = 11
+	exitWrongKey    = 12
+	exitInterrupted = 130
+)
+
+var version = "0.1.0-dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args, os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run executes the CLI and returns the exit code. It is the entry point
+// for tests too.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	app := newApp(stdin, stdout, stderr)
+	err := app.RunContext(ctx, args)
+	code := exitCode(ctx, err)
+	if err != nil && code != exitOK {
+		var ec cli.ExitCoder
+		if !(errors.As(err, &ec) && err.Error() == "") {
+			fmt.Fprintf(stderr, "shopvault: %v\n", err)
+		}
+	}
+	return code
+}
+
+func exitCode(ctx context.Context, err error) int {
+	if err == nil {
+		return exitOK
+	}
+	var ec cli.ExitCoder
+	var locked *repo.LockedError
+	switch {
+	case ctx.Err() != nil || errors.Is(err, context.Canceled):
+		return exitInterrupted
+	case errors.As(err, &locked):
+		return exitLocked
+	case errors.Is(err, repo.ErrWrongKey), errors.Is(err, repo.ErrRecipientMismatch), errors.Is(err, repo.ErrNeedRestoreKey):
+		return exitWrongKey
+	case errors.Is(err, repo.ErrNoRepository):
+		return exitNoRepo
+	case errors.Is(err, backup.ErrPartial):
+		return exitPartial
+	case errors.As(err, &ec):
+		return ec.ExitCode()
+	case errors.Is(err, errUsage):
+		return exitUsage
+	}
+	return exitError
+}
+
+var errUsage = errors.New("usage")
+
+func usageError(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{errUsage}, args...)...)
+}
+
+func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
+	app := &cli.App{
+		Name:      "shopvault",
+		Usage:     "encrypted, deduplicated, verified backups of PrestaShop shops (files + MariaDB) to a Storage Box",
+		Version:   version,
+		Reader:    stdin,
+		Writer:    stdout,
+		ErrWriter: stderr,
+		// Errors are printed and mapped to exit codes once, in run.
+		ExitErrHandler: func(*cli.Context, error) {},
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "config", Usage: "configuration file", EnvVars: []string{"SHOPVAULT_CONFIG"}, Value: "/etc/shopvault/shopvault.toml"},
+		},
+		OnUsageError: func(c *cli.Context, err error, isSubcommand bool) error {
+			return usageError("%v", err)
+		},
+		Commands: []*cli.Command{
+			initCommand(),
+			backupCommand(),
+			snapshotsCommand(),
+			lsCommand(),
+			restoreCommand(),
+			checkCommand(),
+			unlockCommand(),
+			doctorCommand(),
+		},
+	}
+	app.Commands = append(app.Commands, extraCommands()...)
+	return app
+}

@@ -1,0 +1,163 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/shopvault/shopvault/backend"
+	"github.com/shopvault/shopvault/backend/local"
+	"github.com/shopvault/shopvault/backend/sftp"
+	"github.com/shopvault/shopvault/repo"
+)
+
+// repoFlags are accepted by every command that opens a repository.
+func repoFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "repo", Aliases: []string{"r"}, Usage: "repository: a local path or sftp://user@host[:port]/path", EnvVars: []string{"SHOPVAULT_REPO"}},
+		&cli.StringFlag{Name: "host-key", Usage: "host key file (writes backups, cannot read them)", EnvVars: []string{"SHOPVAULT_HOST_KEY"}},
+		&cli.StringFlag{Name: "restore-key", Usage: "restore key file (reads backups; keep it off the server)", EnvVars: []string{"SHOPVAULT_RESTORE_KEY"}},
+		&cli.StringFlag{Name: "known-hosts", Usage: "SFTP: known_hosts file (default ~/.ssh/known_hosts)", EnvVars: []string{"SHOPVAULT_KNOWN_HOSTS"}},
+		&cli.StringFlag{Name: "ssh-key", Usage: "SFTP: private key file (default: ssh-agent, then ~/.ssh/id_*)", EnvVars: []string{"SHOPVAULT_SSH_KEY"}},
+		&cli.StringFlag{Name: "ssh-passphrase-file", Usage: "SFTP: file holding the private key's passphrase", EnvVars: []string{"SHOPVAULT_SSH_PASSPHRASE_FILE"}},
+		&cli.StringFlag{Name: "accept-host-key", Usage: "SFTP: accept and record this host key fingerprint (SHA256:…) on first contact"},
+		&cli.IntFlag{Name: "connections", Usage: "SFTP: parallel SSH connections (max 8)", Value: sftp.DefaultConnections},
+		&cli.IntFlag{Name: "limit-upload", Usage: "SFTP: upload limit in KiB/s (0 = none)"},
+		&cli.IntFlag{Name: "limit-download", Usage: "SFTP: download limit in KiB/s (0 = none)"},
+	}
+}
+
+func withRepoFlags(extra ...cli.Flag) []cli.Flag { return append(repoFlags(), extra...) }
+
+func repoLocation(c *cli.Context) (string, error) {
+	loc := c.String("repo")
+	if loc == "" {
+		return "", usageError("no repository given: pass --repo PATH|sftp://user@host/path or set SHOPVAULT_REPO")
+	}
+	return loc, nil
+}
+
+func isSFTP(loc string) bool { return strings.HasPrefix(loc, "sftp://") }
+
+func sftpConfig(c *cli.Context, loc string) (sftp.Config, error) {
+	cfg, err := sftp.ParseURL(loc)
+	if err != nil {
+		return cfg, err
+	}
+	cfg.KnownHostsFile = c.String("known-hosts")
+	cfg.KeyFile = c.String("ssh-key")
+	cfg.KeyPassphraseFile = c.String("ssh-passphrase-file")
+	cfg.AcceptHostKey = c.String("accept-host-key")
+	cfg.Connections = c.Int("connections")
+	cfg.LimitUploadKiB = c.Int("limit-upload")
+	cfg.LimitDownloadKiB = c.Int("limit-download")
+	return cfg, nil
+}
+
+// openBackend connects to the repository's storage; create prepares a
+// new repository location.
+func openBackend(ctx context.Context, c *cli.Context, create bool) (backend.Backend, error) {
+	loc, err := repoLocation(c)
+	if err != nil {
+		return nil, err
+	}
+	if isSFTP(loc) {
+		cfg, err := sftpConfig(c, loc)
+		if err != nil {
+			return nil, err
+		}
+		if create {
+			return sftp.Create(ctx, cfg)
+		}
+		be, err := sftp.Open(ctx, cfg)
+		if err != nil && backend.IsNotExist(err) {
+			return nil, fmt.Errorf("%w at %s (run 'shopvault init' first): %v", repo.ErrNoRepository, cfg.Location(), err)
+		}
+		return be, err
+	}
+	if create {
+		return local.Create(loc)
+	}
+	be, err := local.Open(loc)
+	if err != nil && backend.IsNotExist(err) {
+		return nil, fmt.Errorf("%w: %v", repo.ErrNoRepository, err)
+	}
+	return be, err
+}
+
+type keyNeed int
+
+const (
+	anyKey keyNeed = iota
+	readKey
+)
+
+// openRepo opens the repository with the keys given. need=readKey
+// requires the restore key.
+func openRepo(ctx context.Context, c *cli.Context, need keyNeed) (*repo.Repository, error) {
+	var keys []*repo.KeyFile
+	for _, flag := range []string{"restore-key", "host-key"} {
+		p := c.String(flag)
+		if p == "" {
+			continue
+		}
+		k, err := repo.LoadKeyFile(p)
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, k)
+	}
+	if len(keys) == 0 {
+		if need == readKey {
+			return nil, usageError("this command reads backups and needs the restore key: pass --restore-key FILE or set SHOPVAULT_RESTORE_KEY")
+		}
+		return nil, usageError("no key given: pass --host-key FILE (or --restore-key FILE), or set SHOPVAULT_HOST_KEY")
+	}
+	be, err := openBackend(ctx, c, false)
+	if err != nil {
+		return nil, err
+	}
+	r, err := repo.Open(ctx, be, keys...)
+	if err != nil {
+		be.Close()
+		return nil, err
+	}
+	if need == readKey && !r.CanRead() {
+		be.Close()
+		return nil, repo.ErrNeedRestoreKey
+	}
+	if err := r.LoadIndex(ctx); err != nil {
+		var ce *repo.CorruptError
+		if !errors.As(err, &ce) {
+			be.Close()
+			return nil, err
+		}
+		warnf(c, "warning: %v", err)
+	}
+	return r, nil
+}
+
+func warnf(c *cli.Context, format string, args ...any) {
+	fmt.Fprintf(c.App.ErrWriter, format+"\n", args...)
+}
+
+// lockRepo takes a lock, logging stale locks taken over.
+func lockRepo(ctx context.Context, c *cli.Context, r *repo.Repository, exclusive bool) (*repo.LockHandle, error) {
+	return r.Lock(ctx, repo.LockOptions{Exclusive: exclusive, Now: time.Now, Logf: func(f string, a ...any) { warnf(c, f, a...) }})
+}
+
+func defaultCacheDir() string {
+	if os.Geteuid() == 0 {
+		return "/var/cache/shopvault"
+	}
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "shopvault")
+	}
+	return filepath.Join(os.TempDir(), "shopvault-cache")
+}
