@@ -66,6 +66,11 @@ type Config struct {
 	// Retry governs reconnects and retries of idempotent operations.
 	Retry RetryPolicy
 
+	// OnRetry, if set, is called before each backoff sleep after a
+	// transient failure (for logging "connection lost, retrying"). It is
+	// called from the goroutine running the operation and must not block.
+	OnRetry func(op string, attempt int, delay time.Duration, err error)
+
 	// Now and Sleep are injected for tests; nil means the real clock.
 	Now   func() time.Time
 	Sleep func(ctx context.Context, d time.Duration) error

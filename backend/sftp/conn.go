@@ -41,11 +41,13 @@ type conn struct {
 func (c *conn) close() {
 	c.closeOnce.Do(func() {
 		close(c.dead)
-		if c.sftp != nil {
-			_ = c.sftp.Close()
-		}
+		// The SSH connection first: closing the SFTP client waits for
+		// its reader, which a silent server would never release.
 		if c.ssh != nil {
 			_ = c.ssh.Close()
+		}
+		if c.sftp != nil {
+			_ = c.sftp.Close()
 		}
 	})
 }

@@ -114,8 +114,8 @@ func (b *Backend) retry(ctx context.Context, what string, op func(c *conn, attem
 		if b.cfg.Now().Sub(start)+delay > p.MaxElapsed {
 			return fmt.Errorf("%s: giving up after %d attempts in %s: %w", what, attempt, b.cfg.Now().Sub(start).Round(1e6), err)
 		}
-		if b.onRetry != nil {
-			b.onRetry(err)
+		if b.cfg.OnRetry != nil {
+			b.cfg.OnRetry(what, attempt, delay, err)
 		}
 		if err := b.cfg.Sleep(ctx, delay); err != nil {
 			return fmt.Errorf("%s: %w", what, err)

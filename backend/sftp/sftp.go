@@ -41,8 +41,6 @@ type Backend struct {
 	keys     *hostKeys
 	up, down *tokenBucket
 	authDesc string
-	// onRetry, when set by tests, observes each transient failure retried.
-	onRetry func(error)
 }
 
 var _ backend.Backend = (*Backend)(nil)

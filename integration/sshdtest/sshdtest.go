@@ -201,6 +201,27 @@ func (s *Server) Kill() {
 	s.cmd = nil
 }
 
+// Freeze stops (SIGSTOP) sshd and its session processes without closing any
+// connection: the server stops answering, as behind a dead link. Thaw
+// resumes it. Freeze on a stopped server is a no-op.
+func (s *Server) Freeze() { s.signalAll(syscall.SIGSTOP) }
+
+// Thaw resumes a frozen server (SIGCONT).
+func (s *Server) Thaw() { s.signalAll(syscall.SIGCONT) }
+
+func (s *Server) signalAll(sig syscall.Signal) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return
+	}
+	pid := s.cmd.Process.Pid
+	_ = syscall.Kill(pid, sig)
+	for _, c := range descendants(pid) {
+		_ = syscall.Kill(c, sig)
+	}
+}
+
 // Restart kills sshd (if running) and starts it again on the same port with
 // the same host key.
 func (s *Server) Restart(tb testing.TB) {
