@@ -280,7 +280,7 @@ func (s *Server) RootConfig(db string) *mysql.Config {
 	c.ParseTime = false
 	c.InterpolateParams = false
 	c.MultiStatements = true
-	c.Params = map[string]string{"charset": "utf8mb4"}
+	_ = c.Apply(mysql.Charset("utf8mb4", ""))
 	c.Timeout = 10 * time.Second
 	return c
 }

@@ -1,0 +1,131 @@
+package dump
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"strings"
+)
+
+// kind says how a column's text-protocol value becomes an SQL literal.
+type kind uint8
+
+const (
+	kindString kind = iota // quoted, backslash-escaped (character data, dates, JSON, ENUM, ...)
+	kindNumber             // verbatim (integers, DECIMAL, FLOAT, DOUBLE): exact as the server prints it
+	kindHex                // 0x... (binary strings, BLOBs, BIT, geometry): the bytes exactly
+)
+
+// columnKind classifies a column from information_schema.COLUMNS' DATA_TYPE and
+// CHARACTER_SET_NAME.
+func columnKind(dataType, charset string) kind {
+	switch strings.ToLower(dataType) {
+	case "tinyint", "smallint", "mediumint", "int", "integer", "bigint",
+		"decimal", "numeric", "float", "double", "real", "double precision", "year":
+		return kindNumber
+	case "bit", "binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob",
+		"geometry", "point", "linestring", "polygon", "multipoint", "multilinestring",
+		"multipolygon", "geometrycollection":
+		return kindHex
+	}
+	if strings.EqualFold(charset, "binary") {
+		return kindHex
+	}
+	return kindString
+}
+
+// escapeTable marks the bytes that need a backslash escape inside a quoted literal, with
+// the character that follows the backslash (as mysql_real_escape_string).
+var escapeTable = func() (t [256]byte) {
+	t[0] = '0'
+	t['\n'] = 'n'
+	t['\r'] = 'r'
+	t['\\'] = '\\'
+	t['\''] = '\''
+	t['"'] = '"'
+	t[0x1a] = 'Z'
+	return t
+}()
+
+// appendValue appends v as an SQL literal of kind k. A nil v is NULL; an empty non-nil v is
+// the empty string (or ” for a binary column).
+func appendValue(buf, v []byte, k kind) []byte {
+	if v == nil {
+		return append(buf, "NULL"...)
+	}
+	switch k {
+	case kindNumber:
+		if len(v) == 0 {
+			return append(buf, "''"...)
+		}
+		return append(buf, v...)
+	case kindHex:
+		if len(v) == 0 {
+			return append(buf, "''"...)
+		}
+		buf = append(buf, '0', 'x')
+		return hex.AppendEncode(buf, v)
+	}
+	buf = append(buf, '\'')
+	start := 0
+	for i, c := range v {
+		if e := escapeTable[c]; e != 0 {
+			buf = append(buf, v[start:i]...)
+			buf = append(buf, '\\', e)
+			start = i + 1
+		}
+	}
+	buf = append(buf, v[start:]...)
+	return append(buf, '\'')
+}
+
+// appendIdent appends a backquoted identifier.
+func appendIdent(buf []byte, name string) []byte {
+	buf = append(buf, '`')
+	for i := 0; i < len(name); i++ {
+		if name[i] == '`' {
+			buf = append(buf, '`')
+		}
+		buf = append(buf, name[i])
+	}
+	return append(buf, '`')
+}
+
+// quoteIdent returns a backquoted identifier.
+func quoteIdent(name string) string { return string(appendIdent(nil, name)) }
+
+// quoteString returns a quoted, escaped SQL string literal.
+func quoteString(s string) string { return string(appendValue(nil, []byte(s), kindString)) }
+
+// DigestAlgorithm names how Table.Digest is computed; stored in the manifest.
+//
+// "sha256-multiset-v1": each row is encoded as the SQL tuple that the dump writes for it,
+// e.g. `(1,'a\'b',NULL,0x00ff)` (generated columns excluded, session time_zone '+00:00',
+// names utf8mb4), hashed with SHA-256; the digest is the four 64-bit big-endian words of
+// all row hashes summed lane-wise modulo 2^64, in hex. The sum makes it independent of row
+// order, so it can be recomputed without ORDER BY and for tables without any key.
+const DigestAlgorithm = "sha256-multiset-v1"
+
+// digest accumulates a multiset digest of row tuples.
+type digest struct {
+	lanes [4]uint64
+	rows  int64
+}
+
+// add adds one row tuple and returns its SHA-256 (used also for statement boundaries).
+func (d *digest) add(tuple []byte) [32]byte {
+	h := sha256.Sum256(tuple)
+	for i := range d.lanes {
+		d.lanes[i] += binary.BigEndian.Uint64(h[i*8:])
+	}
+	d.rows++
+	return h
+}
+
+func (d *digest) String() string {
+	var b [32]byte
+	for i, l := range d.lanes {
+		binary.BigEndian.PutUint64(b[i*8:], l)
+	}
+	return hex.EncodeToString(b[:])
+}

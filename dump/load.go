@@ -1,0 +1,547 @@
+package dump
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"golang.org/x/sync/errgroup"
+)
+
+// Source reads back the streams written by a dump.
+type Source interface {
+	// OpenStream opens stream name of database (the names the Sink received).
+	OpenStream(ctx context.Context, database, name string) (io.ReadCloser, error)
+}
+
+// DefaultDeferIndexesMinRows is the row count from which Load builds secondary indexes
+// after the data.
+const DefaultDeferIndexesMinRows = 200000
+
+// LoadOptions control a load.
+type LoadOptions struct {
+	// Threads is the number of tables loaded in parallel (>= 1; 0 means 1).
+	Threads int
+	// DropExisting drops the target database first if it has tables; without it such a
+	// target is refused (ErrNotEmpty).
+	DropExisting bool
+	// Grants also loads the users and grants of the dump (grants.sql, with the database
+	// name changed to the target's): for a full restore. Staging restores leave it off.
+	Grants bool
+	// KeepIndexes creates all indexes with the table instead of adding secondary indexes
+	// after the data for big tables.
+	KeepIndexes bool
+	// DeferIndexesMinRows: tables with at least this many rows get their secondary
+	// indexes after the data; 0 means DefaultDeferIndexesMinRows.
+	DeferIndexesMinRows int64
+	// Progress receives table events; nil means none.
+	Progress Progress
+	// Now is the clock for LoadReport times; nil means time.Now.
+	Now func() time.Time
+}
+
+// LoadReport says what Load did.
+type LoadReport struct {
+	Database   string        `json:"database"`
+	Tables     int           `json:"tables"`
+	Rows       int64         `json:"rows"`
+	Bytes      int64         `json:"bytes"`
+	Statements int64         `json:"statements"`
+	Started    time.Time     `json:"started"`
+	Duration   time.Duration `json:"duration"`
+	// Checks holds one verification per table (all OK when Load returns no error).
+	Checks []TableCheck `json:"checks"`
+}
+
+// TableCheck is the verification of one loaded table against the manifest.
+type TableCheck struct {
+	Table      string `json:"table"`
+	WantRows   int64  `json:"want_rows"`
+	GotRows    int64  `json:"got_rows"`
+	WantDigest string `json:"want_digest"`
+	GotDigest  string `json:"got_digest"`
+	// Err says why the table could not be checked (missing table or column).
+	Err string `json:"error,omitempty"`
+}
+
+// OK reports whether the table matches the manifest.
+func (c TableCheck) OK() bool {
+	return c.Err == "" && c.WantRows == c.GotRows && c.WantDigest == c.GotDigest
+}
+
+func (c TableCheck) String() string {
+	switch {
+	case c.Err != "":
+		return fmt.Sprintf("%s: %s", c.Table, c.Err)
+	case c.WantRows != c.GotRows:
+		return fmt.Sprintf("%s: %d rows, want %d", c.Table, c.GotRows, c.WantRows)
+	case c.WantDigest != c.GotDigest:
+		return fmt.Sprintf("%s: digest %.16s…, want %.16s… (same row count %d, different content)", c.Table, c.GotDigest, c.WantDigest, c.GotRows)
+	}
+	return c.Table + ": ok"
+}
+
+// ErrVerifyFailed is matched (errors.Is) by a *VerifyError.
+var ErrVerifyFailed = errors.New("loaded database differs from the dump")
+
+// ErrNotEmpty is returned when the target database already has tables.
+var ErrNotEmpty = errors.New("target database is not empty")
+
+// VerifyError lists the tables whose content differs from the manifest.
+type VerifyError struct {
+	Database string
+	Failed   []TableCheck
+}
+
+func (e *VerifyError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "verify database %s: %d table(s) differ from the dump:", quoteIdent(e.Database), len(e.Failed))
+	for _, c := range e.Failed {
+		b.WriteString("\n  " + c.String())
+	}
+	return b.String()
+}
+
+// Is makes errors.Is(err, ErrVerifyFailed) true.
+func (e *VerifyError) Is(target error) bool { return target == ErrVerifyFailed }
+
+// Load loads database `from` of the manifest, read from src, into the database named in
+// cfg.DBName (created if missing; refused with ErrNotEmpty if it has tables unless
+// DropExisting). Tables load in parallel with foreign key and unique checks off, in the
+// session sql_mode/charset/time_zone of the dump; big tables get their secondary indexes
+// after the data. Then every table's row count and digest are recomputed; any difference
+// is a *VerifyError naming each table. The report is returned also with a VerifyError.
+func Load(ctx context.Context, cfg *mysql.Config, m *Manifest, from string, src Source, opts LoadOptions) (*LoadReport, error) {
+	if m == nil {
+		return nil, errors.New("load: nil manifest")
+	}
+	if m.DigestAlgorithm != DigestAlgorithm {
+		return nil, fmt.Errorf("load: manifest digest algorithm %q is not supported (want %q)", m.DigestAlgorithm, DigestAlgorithm)
+	}
+	md := m.Database(from)
+	if md == nil {
+		var names []string
+		for _, d := range m.Databases {
+			names = append(names, d.Name)
+		}
+		return nil, fmt.Errorf("load: database %q is not in the dump (it has: %s)", from, strings.Join(names, ", "))
+	}
+	into := cfg.DBName
+	if into == "" {
+		return nil, errors.New("load: no target database name in the address (e.g. tcp(127.0.0.1:3306)/prestashop_copy)")
+	}
+	if systemSchemas[strings.ToLower(into)] {
+		return nil, fmt.Errorf("load: refusing to load into system schema %q", into)
+	}
+	if opts.Threads <= 0 {
+		opts.Threads = 1
+	}
+	if opts.DeferIndexesMinRows <= 0 {
+		opts.DeferIndexesMinRows = DefaultDeferIndexesMinRows
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	rep := &LoadReport{Database: into, Started: opts.Now().UTC()}
+
+	pool, err := openPool(cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer pool.Close()
+	addr := describeAddr(cfg)
+	ctl, err := loadSession(ctx, pool, addr, "")
+	if err != nil {
+		return nil, err
+	}
+	defer ctl.Close()
+
+	var ntab int
+	if err := ctl.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = "+quoteString(into)).Scan(&ntab); err != nil {
+		return nil, fmt.Errorf("load: inspect target %q: %w", into, err)
+	}
+	if ntab > 0 {
+		if !opts.DropExisting {
+			return nil, fmt.Errorf("load into %q on %s: %w: it has %d tables (use --drop-existing to replace it, or choose another database)", into, addr, ErrNotEmpty, ntab)
+		}
+		if _, err := ctl.ExecContext(ctx, "DROP DATABASE "+quoteIdent(into)); err != nil {
+			return nil, fmt.Errorf("load: drop existing %q: %w", into, err)
+		}
+	}
+	create := "CREATE DATABASE IF NOT EXISTS " + quoteIdent(into)
+	if md.CharacterSet != "" && md.Collation != "" {
+		create += " CHARACTER SET " + md.CharacterSet + " COLLATE " + md.Collation
+	}
+	if _, err := ctl.ExecContext(ctx, create); err != nil {
+		return nil, fmt.Errorf("load: create database %q: %w", into, err)
+	}
+	if _, err := ctl.ExecContext(ctx, "USE "+quoteIdent(into)); err != nil {
+		return nil, fmt.Errorf("load: use %q: %w", into, err)
+	}
+
+	l := &loader{src: src, from: from, opts: opts, rep: rep}
+	if err := l.execStream(ctx, ctl, StreamSchema, nil); err != nil {
+		return nil, err
+	}
+
+	// Tables, biggest first, in parallel.
+	tables := append([]Table(nil), md.Tables...)
+	sort.SliceStable(tables, func(i, j int) bool { return tables[i].Bytes > tables[j].Bytes })
+	g, gctx := errgroup.WithContext(ctx)
+	ch := make(chan Table)
+	g.Go(func() error {
+		defer close(ch)
+		for _, t := range tables {
+			select {
+			case ch <- t:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+		}
+		return nil
+	})
+	for i := 0; i < opts.Threads; i++ {
+		g.Go(func() error {
+			conn, err := loadSession(gctx, pool, addr, into)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			for t := range ch {
+				if err := l.loadTable(gctx, conn, t); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	rep.Tables = len(tables)
+
+	for _, name := range []string{StreamRoutines, StreamViews, StreamTriggers, StreamEvents} {
+		if err := l.execStream(ctx, ctl, name, nil); err != nil {
+			return nil, err
+		}
+	}
+	if opts.Grants {
+		rewrite := func(stmt string) string { return rewriteGrantDB(stmt, from, into) }
+		if err := l.execStream(ctx, ctl, StreamGrants, rewrite); err != nil {
+			return nil, err
+		}
+	}
+
+	checks, err := VerifyDatabase(ctx, pool, m, from, into)
+	rep.Checks = checks
+	rep.Duration = opts.Now().Sub(rep.Started)
+	if err != nil {
+		return rep, err
+	}
+	return rep, nil
+}
+
+// loadSession opens a connection with the dump's session settings and checks off, using
+// database db if not empty.
+func loadSession(ctx context.Context, pool *sql.DB, addr, db string) (*sql.Conn, error) {
+	conn, err := pool.Conn(ctx)
+	if err != nil {
+		return nil, connectError(addr, err)
+	}
+	if err := conn.PingContext(ctx); err != nil {
+		conn.Close()
+		return nil, connectError(addr, err)
+	}
+	if err := setSession(ctx, conn); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	stmts := []string{"SET SESSION foreign_key_checks = 0, unique_checks = 0"}
+	if db != "" {
+		stmts = append(stmts, "USE "+quoteIdent(db))
+	}
+	for _, q := range stmts {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("load: %s: %w", q, err)
+		}
+	}
+	return conn, nil
+}
+
+type loader struct {
+	src  Source
+	from string
+	opts LoadOptions
+	rep  *LoadReport
+	mu   sync.Mutex
+}
+
+// execStream runs every statement of a stream on conn; rewrite (if not nil) may change each.
+func (l *loader) execStream(ctx context.Context, conn *sql.Conn, name string, rewrite func(string) string) error {
+	rc, err := l.src.OpenStream(ctx, l.from, name)
+	if err != nil {
+		return fmt.Errorf("load: open stream %s/%s: %w", l.from, name, err)
+	}
+	defer rc.Close()
+	cr := &countReader{r: rc}
+	sr := NewStatementReader(cr)
+	var n int64
+	for {
+		stmt, err := sr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("load: read stream %s/%s: %w", l.from, name, err)
+		}
+		q := string(stmt)
+		if rewrite != nil {
+			q = rewrite(q)
+		}
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("load: stream %s/%s line %d: %w", l.from, name, sr.Line(), err)
+		}
+		n++
+	}
+	l.mu.Lock()
+	l.rep.Statements += n
+	l.rep.Bytes += cr.n
+	l.mu.Unlock()
+	return nil
+}
+
+type countReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func (l *loader) loadTable(ctx context.Context, conn *sql.Conn, t Table) error {
+	if p := l.opts.Progress; p != nil {
+		p.TableStarted(l.from, t.Name)
+	}
+	deferKeys := !l.opts.KeepIndexes && !t.HasForeignKeys && t.Rows >= l.opts.DeferIndexesMinRows
+	var keys []string
+	seenCreate := false
+	rewrite := func(stmt string) string {
+		if !deferKeys || seenCreate || !strings.HasPrefix(statementKeyword(stmt), "CREATE TABLE") {
+			return stmt
+		}
+		seenCreate = true
+		var ok bool
+		var nc string
+		nc, keys, ok = deferIndexes(stmt)
+		if !ok {
+			return stmt
+		}
+		return nc
+	}
+	if err := l.execStream(ctx, conn, t.Stream, rewrite); err != nil {
+		return err
+	}
+	if len(keys) > 0 {
+		q := "ALTER TABLE " + quoteIdent(t.Name) + " ADD " + strings.Join(keys, ", ADD ")
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("load: add indexes of %s after data: %w", quoteIdent(t.Name), err)
+		}
+	}
+	l.mu.Lock()
+	l.rep.Rows += t.Rows
+	l.mu.Unlock()
+	if p := l.opts.Progress; p != nil {
+		p.TableDone(l.from, t.Name, t.Rows, t.Bytes)
+	}
+	return nil
+}
+
+// statementKeyword returns the statement upper-cased from its first word, after leading
+// white space and comments (only the first 64 bytes).
+func statementKeyword(stmt string) string {
+	s := stmt
+	for {
+		s = strings.TrimLeft(s, " \t\r\n")
+		switch {
+		case strings.HasPrefix(s, "-- ") || strings.HasPrefix(s, "#"):
+			i := strings.IndexByte(s, '\n')
+			if i < 0 {
+				return ""
+			}
+			s = s[i+1:]
+		case strings.HasPrefix(s, "/*") && !strings.HasPrefix(s, "/*!"):
+			i := strings.Index(s, "*/")
+			if i < 0 {
+				return ""
+			}
+			s = s[i+2:]
+		default:
+			if len(s) > 64 {
+				s = s[:64]
+			}
+			return strings.ToUpper(s)
+		}
+	}
+}
+
+// deferIndexes removes plain and unique secondary keys from a SHOW CREATE TABLE statement
+// (not the primary key, FULLTEXT/SPATIAL, hash-based keys or a key that starts with the
+// AUTO_INCREMENT column, which InnoDB needs) and returns them as ALTER TABLE ADD clauses. ok is
+// false when the statement is not in the expected shape or has foreign keys.
+func deferIndexes(create string) (string, []string, bool) {
+	lines := strings.Split(create, "\n")
+	if len(lines) < 3 || !strings.HasSuffix(strings.TrimSpace(lines[0]), "(") || !strings.HasPrefix(lines[len(lines)-1], ")") {
+		return create, nil, false
+	}
+	defs := lines[1 : len(lines)-1]
+	autoInc := ""
+	for _, d := range defs {
+		t := strings.TrimSpace(d)
+		if strings.Contains(t, "FOREIGN KEY") || strings.Contains(t, "REFERENCES") || strings.Contains(t, "WITHOUT OVERLAPS") {
+			return create, nil, false
+		}
+		if strings.HasPrefix(t, "`") && strings.Contains(t, " AUTO_INCREMENT") {
+			autoInc = t[:strings.Index(t[1:], "`")+2]
+		}
+	}
+	var kept, keys []string
+	for _, d := range defs {
+		t := strings.TrimSuffix(strings.TrimSpace(d), ",")
+		isKey := strings.HasPrefix(t, "KEY `") || strings.HasPrefix(t, "UNIQUE KEY `")
+		if isKey && !strings.Contains(t, "USING HASH") {
+			first := ""
+			if i := strings.Index(t, " (`"); i >= 0 {
+				rest := t[i+2:]
+				if j := strings.Index(rest[1:], "`"); j >= 0 {
+					first = rest[:j+2]
+				}
+			}
+			if first == "" || first != autoInc {
+				keys = append(keys, t)
+				continue
+			}
+		}
+		kept = append(kept, "  "+t)
+	}
+	if len(keys) == 0 {
+		return create, nil, false
+	}
+	return lines[0] + "\n" + strings.Join(kept, ",\n") + "\n" + lines[len(lines)-1], keys, true
+}
+
+// rewriteGrantDB replaces the database name in a GRANT statement of grants.sql.
+func rewriteGrantDB(stmt, from, into string) string {
+	if from == into {
+		return stmt
+	}
+	stmt = strings.ReplaceAll(stmt, " ON "+quoteIdent(from)+".", " ON "+quoteIdent(into)+".")
+	esc := strings.ReplaceAll(strings.ReplaceAll(from, `_`, `\_`), `%`, `\%`)
+	if esc != from {
+		stmt = strings.ReplaceAll(stmt, " ON "+quoteIdent(esc)+".", " ON "+quoteIdent(into)+".")
+	}
+	return stmt
+}
+
+// VerifyDatabase recomputes the row count and digest of every table of database `from` of
+// the manifest in database `into` reachable through db, and compares them. It returns one
+// check per table and a *VerifyError naming each table that differs.
+func VerifyDatabase(ctx context.Context, db *sql.DB, m *Manifest, from, into string) ([]TableCheck, error) {
+	md := m.Database(from)
+	if md == nil {
+		return nil, fmt.Errorf("verify: database %q is not in the dump", from)
+	}
+	checks := make([]TableCheck, len(md.Tables))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(4)
+	for i, t := range md.Tables {
+		checks[i] = TableCheck{Table: t.Name, WantRows: t.Rows, WantDigest: t.Digest}
+		g.Go(func() error {
+			rows, dg, err := TableDigest(gctx, db, into, t.Name, t.Columns)
+			if err != nil {
+				if ctx.Err() != nil {
+					return err
+				}
+				checks[i].Err = err.Error()
+				return nil
+			}
+			checks[i].GotRows, checks[i].GotDigest = rows, dg
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return checks, fmt.Errorf("verify database %q: %w", into, err)
+	}
+	var failed []TableCheck
+	for _, c := range checks {
+		if !c.OK() {
+			failed = append(failed, c)
+		}
+	}
+	if len(failed) > 0 {
+		return checks, &VerifyError{Database: into, Failed: failed}
+	}
+	return checks, nil
+}
+
+// TableDigest computes the row count and digest (see DigestAlgorithm) of table in database
+// over the given columns, the way Dump computes them.
+func TableDigest(ctx context.Context, db *sql.DB, database, table string, columns []string) (int64, string, error) {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return 0, "", err
+	}
+	// The session settings below must not leak into the caller's pool: discard the connection.
+	defer func() {
+		_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		conn.Close()
+	}()
+	if _, err := conn.ExecContext(ctx, "SET NAMES "+SessionCharset); err != nil {
+		return 0, "", err
+	}
+	if err := setSession(ctx, conn); err != nil {
+		return 0, "", err
+	}
+	all, err := readColumns(ctx, conn, database, table)
+	if err != nil {
+		return 0, "", err
+	}
+	live := all[table]
+	if len(live) == 0 {
+		return 0, "", fmt.Errorf("table %s.%s does not exist", quoteIdent(database), quoteIdent(table))
+	}
+	byName := map[string]column{}
+	for _, c := range live {
+		byName[c.name] = c
+	}
+	cols := make([]column, 0, len(columns))
+	for _, n := range columns {
+		c, ok := byName[n]
+		if !ok {
+			return 0, "", fmt.Errorf("column %s missing", quoteIdent(n))
+		}
+		cols = append(cols, c)
+	}
+	var dg digest
+	if len(cols) > 0 {
+		_, err = scanRows(ctx, conn, selectRows(database, table, cols, nil), cols, nil, func(tuple []byte) error {
+			dg.add(tuple)
+			return nil
+		})
+		if err != nil {
+			return 0, "", err
+		}
+	}
+	return dg.rows, dg.String(), nil
+}
