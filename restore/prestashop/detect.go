@@ -154,8 +154,11 @@ func Detect(root string) (*Shop, error) {
 		if err := s.readParameters(); err != nil {
 			return nil, err
 		}
-		if err := s.readEnv(); err != nil {
-			return nil, err
+		// 1.7 has no .env support (ConfigurationVariablesLoader came with 8).
+		if s.Series != Series17 {
+			if err := s.readEnv(); err != nil {
+				return nil, err
+			}
 		}
 		s.LegacySettings = hasDBDefines(filepath.Join(abs, filepath.FromSlash(SettingsFile)))
 	}
@@ -278,18 +281,19 @@ func (s *Shop) readSettings() error {
 		return &ConfigError{File: SettingsFile, Err: err}
 	}
 	vals := map[string]string{}
+	defined := map[string]bool{}
 	for _, d := range defs {
+		if defined[d.name] {
+			continue // PHP keeps the first define() of a constant
+		}
 		lit, ok := d.value.literal()
 		if !ok {
 			s.DB.Unknown = append(s.DB.Unknown, d.name)
 		}
-		vals[d.name] = lit
-		if _, ok := vals["#"+d.name]; !ok {
-			vals["#"+d.name] = "1"
-		}
+		vals[d.name], defined[d.name] = lit, true
 	}
 	for _, k := range []string{"_DB_SERVER_", "_DB_NAME_", "_DB_USER_", "_DB_PASSWD_", "_DB_PREFIX_"} {
-		if vals["#"+k] == "" {
+		if !defined[k] {
 			return &ConfigError{File: SettingsFile, Key: k, Err: errors.New("not defined")}
 		}
 	}
@@ -306,7 +310,7 @@ func (s *Shop) readSettings() error {
 	s.DB.Password = vals["_DB_PASSWD_"]
 	s.DB.Prefix = vals["_DB_PREFIX_"]
 	for _, k := range secretDefines {
-		if vals["#"+k] != "" {
+		if defined[k] {
 			s.Secrets[k] = vals[k]
 		}
 	}

@@ -118,22 +118,22 @@ func (t *Target) Validate() error {
 
 // Change is one thing a rewrite did.
 type Change struct {
-	What   string // e.g. "app/config/parameters.php", "ps_shop_url"
-	Detail string // e.g. "database_host, database_name"
-	Count  int64  // rows or files affected, when that applies
+	What   string `json:"what"`   // e.g. "app/config/parameters.php", "ps_shop_url"
+	Detail string `json:"detail"` // e.g. "database_host, database_name"
+	Count  int64  `json:"count"`  // rows or files affected, when that applies
 }
 
 // Report says what a rewrite changed and what it left for a human.
 type Report struct {
-	Changes  []Change
-	Warnings []string
+	Changes  []Change `json:"changes"`
+	Warnings []string `json:"warnings"`
 	// Files are the files rewritten (relative to the shop root); removed
 	// cache files are counted in Changes, not listed.
-	Files []string
+	Files []string `json:"files"`
 	// OldDomains are the production host names RewriteDatabase found in
 	// ps_shop_url and PS_SHOP_DOMAIN(_SSL) before replacing them; pass them
 	// as Target.ExtraDomains to RewriteFiles when it runs afterwards.
-	OldDomains []string
+	OldDomains []string `json:"old_domains,omitempty"`
 }
 
 func (r *Report) add(what, detail string, n int64) {
@@ -271,6 +271,13 @@ func RewriteFiles(shop *Shop, t Target) (*Report, error) {
 		writes = append(writes, pendingWrite{rel: RobotsFile, data: []byte(stagingRobots), detail: "Disallow: / (staging must not be indexed)"})
 	}
 
+	// Refuse before the first write what writeFileAtomic would refuse
+	// halfway: a file that is a symbolic link may point outside the restore.
+	for _, w := range writes {
+		if fi, err := os.Lstat(shop.path(w.rel)); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+			return nil, &ConfigError{File: w.rel, Err: errors.New("is a symbolic link (it may point outside the restored tree); replace it with a regular file")}
+		}
+	}
 	for _, w := range writes {
 		if err := writeFileAtomic(shop.path(w.rel), w.data); err != nil {
 			return rep, fmt.Errorf("write %s: %w", w.rel, err)
@@ -280,6 +287,9 @@ func RewriteFiles(shop *Shop, t Target) (*Report, error) {
 	}
 	if err := emptyCaches(shop, rep); err != nil {
 		return rep, err
+	}
+	if shop.Series != Series16 && shop.Series != Series17 {
+		rep.warn("PrestaShop %s also takes PS_DATABASE_* from the web server's environment (vhost SetEnv, PHP-FPM pool env); those live outside the web root: make sure the staging vhost does not set them to production values", shop.Series)
 	}
 	if len(shop.DB.Unknown) > 0 {
 		rep.warn("the production shop computed %s at run time (getenv() or $VAR); the clone now has literal values", strings.Join(shop.DB.Unknown, ", "))

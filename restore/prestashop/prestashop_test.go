@@ -518,3 +518,76 @@ func TestTargetValidate(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+func TestRewriteFilesRefusesSymlinkedConfig(t *testing.T) {
+	root := copyTree(t, "shop8")
+	outside := filepath.Join(t.TempDir(), "parameters.php")
+	p := filepath.Join(root, ParametersFile)
+	orig := readFile(t, p)
+	os.WriteFile(outside, []byte(orig), 0o644)
+	os.Remove(p)
+	if err := os.Symlink(outside, p); err != nil {
+		t.Fatal(err)
+	}
+	shop, err := Detect(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = RewriteFiles(shop, target())
+	var ce *ConfigError
+	if !errors.As(err, &ce) || ce.File != ParametersFile || !strings.Contains(err.Error(), "symbolic link") {
+		t.Fatalf("err = %v", err)
+	}
+	if readFile(t, outside) != orig {
+		t.Error("file outside the shop was changed through a symlink")
+	}
+	if _, err := os.Stat(filepath.Join(root, RobotsFile)); err == nil {
+		t.Error("robots.txt written although the rewrite was refused")
+	}
+	if _, err := os.Stat(filepath.Join(root, "var/cache/prod/appParameters.php")); err != nil {
+		t.Error("cache emptied although the rewrite was refused")
+	}
+}
+
+func TestEnvIgnoredBy17ButRewritten(t *testing.T) {
+	root := copyTree(t, "shop17")
+	os.WriteFile(filepath.Join(root, ".env"), []byte("PS_DATABASE_NAME=prod_from_env\n"), 0o644)
+	shop, err := Detect(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if shop.DB.Name != "shop17_prod" || len(shop.EnvFiles) != 0 {
+		t.Errorf("1.7 read .env: name %q, env files %q", shop.DB.Name, shop.EnvFiles)
+	}
+	if _, err := RewriteFiles(shop, target()); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, filepath.Join(root, ".env")); got != "PS_DATABASE_NAME='staging_db'\n" {
+		t.Errorf(".env = %q", got)
+	}
+}
+
+func TestEnvFileOrder(t *testing.T) {
+	root := copyTree(t, "shop9")
+	os.WriteFile(filepath.Join(root, ".env.local"), []byte("APP_ENV=prod\n"), 0o644)
+	os.WriteFile(filepath.Join(root, ".env.prod"), []byte("PS_DATABASE_NAME=from_prod\n"), 0o644)
+	os.WriteFile(filepath.Join(root, ".env.prod.local"), []byte("PS_DATABASE_USER=from_prod_local\n"), 0o644)
+	os.WriteFile(filepath.Join(root, ".env.dev"), []byte("PS_DATABASE_NAME=from_dev\n"), 0o644)
+	shop, err := Detect(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{".env", ".env.local", ".env.prod", ".env.prod.local"}; !reflect.DeepEqual(shop.EnvFiles, want) {
+		t.Errorf("env files %q, want %q", shop.EnvFiles, want)
+	}
+	if shop.DB.Name != "from_prod" || shop.DB.User != "from_prod_local" || shop.DB.Password != "from-env" {
+		t.Errorf("DB = %+v", shop.DB)
+	}
+	// All dotenv files are rewritten, also .env.dev which this APP_ENV does not load.
+	if _, err := RewriteFiles(shop, target()); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, filepath.Join(root, ".env.dev")); got != "PS_DATABASE_NAME='staging_db'\n" {
+		t.Errorf(".env.dev = %q", got)
+	}
+}
