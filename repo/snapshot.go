@@ -148,6 +148,7 @@ var refsMagic = []byte("SVRF\x01")
 
 // EncodeRefs renders a refs list (sorted, deduplicated).
 func EncodeRefs(refs []BlobHandle) []byte {
+	refs = slices.Clone(refs)
 	slices.SortFunc(refs, compareHandles)
 	refs = slices.Compact(refs)
 	out := append([]byte{}, refsMagic...)
