@@ -207,7 +207,7 @@ func TestSFTPPassphraseKeyAndAgent(t *testing.T) {
 	}
 	cfg := sftpConfig(t, s, "repo")
 	cfg.KeyFile = keyFile
-	if _, err := sftp.Create(ctx, cfg); err == nil || !strings.Contains(err.Error(), "--key-passphrase-file") {
+	if _, err := sftp.Create(ctx, cfg); err == nil || !strings.Contains(err.Error(), "--ssh-passphrase-file") {
 		t.Fatalf("encrypted key without passphrase: got %v", err)
 	}
 	cfg.KeyPassphraseFile = filepath.Join(dir, "pass")

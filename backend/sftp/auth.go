@@ -24,7 +24,7 @@ type AuthError struct {
 
 func (e *AuthError) Error() string {
 	return fmt.Sprintf("authentication as %s at %s failed: the server accepted none of: %s; "+
-		"add the public key to the server's authorized_keys (Storage Box: see Hetzner's 'install-ssh-key'), or give the right one with --key-file (%v)",
+		"add the public key to the server's authorized_keys (Storage Box: see Hetzner's 'install-ssh-key'), or give the right one with --ssh-key (%v)",
 		e.User, e.Host, e.Keys, e.Err)
 }
 
@@ -67,7 +67,7 @@ func loadAuth(cfg Config) (*auth, error) {
 			return &auth{signers: []ssh.Signer{s}, desc: describeKey(p, s)}, nil
 		}
 	}
-	return nil, backend.Permanent(errors.New("no SSH key: give one with --key-file, or start ssh-agent and set SSH_AUTH_SOCK"))
+	return nil, backend.Permanent(errors.New("no SSH key: give one with --ssh-key, or start ssh-agent and set SSH_AUTH_SOCK"))
 }
 
 func describeKey(path string, s ssh.Signer) string {
@@ -99,7 +99,7 @@ func loadKey(path, passFile string) (ssh.Signer, error) {
 	var missing *ssh.PassphraseMissingError
 	if errors.As(err, &missing) {
 		if passFile == "" {
-			return nil, backend.Permanent(fmt.Errorf("private key %s is protected by a passphrase: put the passphrase in a file (mode 0600) and give it with --key-passphrase-file, or load the key into ssh-agent", path))
+			return nil, backend.Permanent(fmt.Errorf("private key %s is protected by a passphrase: put the passphrase in a file (mode 0600) and give it with --ssh-passphrase-file, or load the key into ssh-agent", path))
 		}
 		pass, err := checkPrivate("passphrase file", passFile)
 		if err != nil {
@@ -126,7 +126,7 @@ func (a *auth) methods() ([]ssh.AuthMethod, func(), error) {
 	c, err := net.Dial("unix", a.agent)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, nil, backend.Permanent(fmt.Errorf("ssh-agent socket %s does not exist: start ssh-agent or give --key-file", a.agent))
+			return nil, nil, backend.Permanent(fmt.Errorf("ssh-agent socket %s does not exist: start ssh-agent or give --ssh-key", a.agent))
 		}
 		return nil, nil, fmt.Errorf("connect to ssh-agent %s: %w", a.agent, err)
 	}
