@@ -677,14 +677,22 @@ func setParameters(src []byte, values map[string]string) ([]byte, error) {
 	}
 	var spans []span
 	for _, key := range sortedKeys(values) {
-		v, ok := pf.params.get(key)
-		if !ok {
+		found := false
+		// A key written twice is replaced twice: PHP keeps the last, a
+		// human reading the file may look at the first.
+		for _, e := range pf.params.entries {
+			if !e.hasKey || e.key != key {
+				continue
+			}
+			if e.value.kind == kindArray {
+				return nil, fmt.Errorf("key %s: is an array, expected a string", key)
+			}
+			spans = append(spans, span{start: e.value.start, end: e.value.end, text: phpQuote(values[key])})
+			found = true
+		}
+		if !found {
 			return nil, &KeyError{Key: key}
 		}
-		if v.kind == kindArray {
-			return nil, fmt.Errorf("key %s: is an array, expected a string", key)
-		}
-		spans = append(spans, span{start: v.start, end: v.end, text: phpQuote(values[key])})
 	}
 	out := applySpans(src, spans)
 	if err := checkParameters(src, out, values); err != nil {

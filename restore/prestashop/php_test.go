@@ -309,3 +309,15 @@ func FuzzParseDefines(f *testing.F) {
 		}
 	})
 }
+
+func TestSetParametersDuplicateKey(t *testing.T) {
+	src := "<?php return array('parameters' => array('database_name' => 'a', 'x' => 1, 'database_name' => 'b'));"
+	out, err := setParameters([]byte(src), map[string]string{"database_name": "new"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "<?php return array('parameters' => array('database_name' => 'new', 'x' => 1, 'database_name' => 'new'));"
+	if string(out) != want {
+		t.Errorf("got %s", out)
+	}
+}
