@@ -171,12 +171,28 @@ type Target struct {
 	DBName string `toml:"db-name"`
 	// Domain replaces the shop's domain (ps_shop_url, PS_SHOP_DOMAIN...).
 	Domain string `toml:"domain"`
-	// PhysicalURI is the shop's base path, "/" by default.
+	// DomainSSL is the HTTPS domain; empty means Domain.
+	DomainSSL string `toml:"domain-ssl"`
+	// ShopDomains gives a domain per shop id ("2" = "de.staging.example.com")
+	// for multistore clones; other shops get Domain.
+	ShopDomains map[string]string `toml:"shop-domains"`
+	// ExtraDomains are more production host names to replace in .htaccess.
+	ExtraDomains []string `toml:"extra-domains"`
+	// PhysicalURI is the shop's base path ("/", "/shop/"); empty keeps the
+	// shop's own.
 	PhysicalURI string `toml:"physical-uri"`
 	// Maintenance turns maintenance mode on; MaintenanceIPs may still see
 	// the shop.
 	Maintenance    bool     `toml:"maintenance"`
 	MaintenanceIPs []string `toml:"maintenance-ips"`
+	// DisableSSL turns PrestaShop's SSL settings off, for a clone without
+	// TLS. DisableWebservice turns the webservice and its keys off.
+	DisableSSL        bool `toml:"disable-ssl"`
+	DisableWebservice bool `toml:"disable-webservice"`
+	// ClearSessions deletes production's customer and employee sessions.
+	ClearSessions bool `toml:"clear-sessions"`
+	// KeepRobots keeps robots.txt; by default the clone gets "Disallow: /".
+	KeepRobots bool `toml:"keep-robots"`
 	// ProbeURL is fetched after the restore; it must answer 200.
 	ProbeURL string `toml:"probe-url"`
 	// Settings are ps_configuration values set after the restore, to
@@ -284,7 +300,7 @@ func defaultDatabase() Database {
 
 func defaultHook() Hook { return Hook{Timeout: 5 * time.Minute} }
 
-func defaultTarget() Target { return Target{PhysicalURI: "/"} }
+func defaultTarget() Target { return Target{} }
 
 // Load reads and validates the file at path. Environment variables are not
 // consulted; see LoadEnv.

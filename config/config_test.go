@@ -43,7 +43,9 @@ func TestFullFile(t *testing.T) {
 		},
 		Targets: map[string]Target{"staging": {
 			Root: "/srv/staging", DBAddress: "tcp(127.0.0.1:3306)/", DBCredentialsFile: "/etc/shopvault/staging.cnf",
-			DBName: "staging", Domain: "staging.example.com", PhysicalURI: "/shop/", Maintenance: true,
+			DBName: "staging", Domain: "staging.example.com", DomainSSL: "secure-staging.example.com",
+			ShopDomains: map[string]string{"2": "de.staging.example.com"}, ExtraDomains: []string{"www.example.com"},
+			PhysicalURI: "/shop/", Maintenance: true, DisableSSL: true, DisableWebservice: true, ClearSessions: true, KeepRobots: true,
 			MaintenanceIPs: []string{"203.0.113.10", "2001:db8::1"}, ProbeURL: "https://staging.example.com/shop/",
 			Settings: []Setting{{"PAYPAL_SANDBOX", "1"}, {"PS_MAIL_METHOD", "3"}},
 		}},

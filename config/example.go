@@ -148,9 +148,14 @@ db-address = "unix(/run/mysqld/mysqld.sock)/"
 db-name = "{{DB}}_staging"
 db-credentials-file = "/etc/shopvault/staging.my.cnf"
 domain = "staging.{{DOMAIN}}"
-physical-uri = "/"
+# domain-ssl = "staging.{{DOMAIN}}"  # default: domain
+# physical-uri = "/"                 # default: the shop's own
 maintenance = true
 maintenance-ips = ["203.0.113.10"]
+disable-webservice = true
+clear-sessions = true               # drop production's customer/employee sessions
+# disable-ssl = true                # for a clone without TLS
+# keep-robots = false               # default: robots.txt says "Disallow: /"
 # probe-url = "https://staging.{{DOMAIN}}/"
 # ps_configuration values set on the clone so that it never talks to the
 # outside world in live mode:

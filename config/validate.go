@@ -104,6 +104,15 @@ func (v *validator) config(c *Config) {
 	v.absPath("state-dir", c.StateDir, true)
 }
 
+func sortedStringKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
 func sortedTargetNames(m map[string]Target) []string {
 	names := make([]string, 0, len(m))
 	for n := range m {
@@ -340,7 +349,24 @@ func (v *validator) target(key, name string, t Target) {
 	if t.Domain != "" && !domainRE.MatchString(t.Domain) {
 		v.addf(key+".domain", "%q is not a host name (write staging.example.com, without https:// or a path)", t.Domain)
 	}
-	if !strings.HasPrefix(t.PhysicalURI, "/") || !strings.HasSuffix(t.PhysicalURI, "/") {
+	if t.DomainSSL != "" && !domainRE.MatchString(t.DomainSSL) {
+		v.addf(key+".domain-ssl", "%q is not a host name", t.DomainSSL)
+	}
+	for _, id := range sortedStringKeys(t.ShopDomains) {
+		k := key + ".shop-domains." + id
+		if n, err := strconv.Atoi(id); err != nil || n < 1 {
+			v.addf(k, "%q is not a shop id (a positive number)", id)
+		}
+		if d := t.ShopDomains[id]; !domainRE.MatchString(d) {
+			v.addf(k, "%q is not a host name", d)
+		}
+	}
+	for i, d := range t.ExtraDomains {
+		if !domainRE.MatchString(d) {
+			v.addf(fmt.Sprintf("%s.extra-domains[%d]", key, i), "%q is not a host name", d)
+		}
+	}
+	if t.PhysicalURI != "" && (!strings.HasPrefix(t.PhysicalURI, "/") || !strings.HasSuffix(t.PhysicalURI, "/") || strings.ContainsAny(t.PhysicalURI, " \t'\"\\?#")) {
 		v.addf(key+".physical-uri", "%q must start and end with / (\"/\" for a shop at the root)", t.PhysicalURI)
 	}
 	for i, ip := range t.MaintenanceIPs {
