@@ -45,5 +45,5 @@ func (e *LockedError) Error() string {
 		kind = "exclusive"
 	}
 	return fmt.Sprintf("repository is locked (%s lock %s by %s pid %d on %s since %s); if that process is gone, run 'shopvault unlock'",
-		kind, e.Name[:8], e.Holder.Username, e.Holder.PID, e.Holder.Hostname, e.Holder.Time.Format(time.RFC3339))
+		kind, short(e.Name), e.Holder.Username, e.Holder.PID, e.Holder.Hostname, e.Holder.Time.Format(time.RFC3339))
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -43,7 +44,7 @@ func main() {
 // for tests too.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	app := newApp(stdin, stdout, stderr)
-	err := app.RunContext(ctx, args)
+	err := app.RunContext(ctx, interspersed(app, args))
 	code := exitCode(ctx, err)
 	if err != nil && code != exitOK {
 		var ec cli.ExitCoder
@@ -114,4 +115,75 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 	}
 	app.Commands = append(app.Commands, extraCommands()...)
 	return app
+}
+
+// interspersed moves a command's flags before its positional arguments,
+// so "restore latest --target /tmp/r" works: urfave/cli v2 stops parsing
+// flags at the first positional argument.
+func interspersed(app *cli.App, args []string) []string {
+	if len(args) < 2 {
+		return args
+	}
+	out := []string{args[0]}
+	rest := args[1:]
+	// Global flags before the command stay where they are.
+	for len(rest) > 0 && strings.HasPrefix(rest[0], "-") {
+		out = append(out, rest[0])
+		if !strings.Contains(rest[0], "=") && takesValue(app.Flags, rest[0]) && len(rest) > 1 {
+			out = append(out, rest[1])
+			rest = rest[1:]
+		}
+		rest = rest[1:]
+	}
+	cmds := app.Commands
+	var cmd *cli.Command
+	for len(rest) > 0 {
+		var next *cli.Command
+		for _, c := range cmds {
+			if c.HasName(rest[0]) {
+				next = c
+			}
+		}
+		if next == nil {
+			break
+		}
+		cmd = next
+		out = append(out, rest[0])
+		rest = rest[1:]
+		cmds = cmd.Subcommands
+	}
+	if cmd == nil {
+		return append(out, rest...)
+	}
+	var flags, pos []string
+	for i := 0; i < len(rest); i++ {
+		a := rest[i]
+		if a == "--" {
+			pos = append(pos, rest[i:]...)
+			break
+		}
+		if strings.HasPrefix(a, "-") && a != "-" {
+			flags = append(flags, a)
+			if !strings.Contains(a, "=") && takesValue(cmd.Flags, a) && i+1 < len(rest) {
+				flags = append(flags, rest[i+1])
+				i++
+			}
+			continue
+		}
+		pos = append(pos, a)
+	}
+	return append(append(out, flags...), pos...)
+}
+
+func takesValue(flags []cli.Flag, arg string) bool {
+	name := strings.TrimLeft(arg, "-")
+	for _, f := range flags {
+		for _, n := range f.Names() {
+			if n == name {
+				_, isBool := f.(*cli.BoolFlag)
+				return !isBool
+			}
+		}
+	}
+	return false
 }
