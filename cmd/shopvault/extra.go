@@ -2,5 +2,7 @@ package main
 
 import "github.com/urfave/cli/v2"
 
-// extraCommands are the operations commands (config, schedule, status).
-func extraCommands() []*cli.Command { return []*cli.Command{dbCommand()} }
+// extraCommands are the database and operations commands.
+func extraCommands() []*cli.Command {
+	return []*cli.Command{dbCommand(), configCommand(), scheduleCommand(), statusCommand(), notifyCommand()}
+}
