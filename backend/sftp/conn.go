@@ -192,6 +192,9 @@ type pool struct {
 	dial   func(ctx context.Context) (*conn, error)
 	slots  []*slot
 	closed atomic.Bool
+	// done is cancelled by close, aborting dials in progress.
+	done   context.Context
+	cancel context.CancelFunc
 }
 
 type slot struct {
@@ -204,6 +207,7 @@ var errClosed = errors.New("sftp backend is closed")
 
 func newPool(n int, dial func(ctx context.Context) (*conn, error)) *pool {
 	p := &pool{dial: dial}
+	p.done, p.cancel = context.WithCancel(context.Background())
 	for i := 0; i < n; i++ {
 		p.slots = append(p.slots, &slot{})
 	}
@@ -243,8 +247,14 @@ func (s *slot) conn(ctx context.Context, p *pool) (*conn, error) {
 		s.c.close()
 		s.c = nil
 	}
-	c, err := p.dial(ctx)
+	dctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(p.done, cancel)()
+	c, err := p.dial(dctx)
 	if err != nil {
+		if p.closed.Load() {
+			return nil, errClosed
+		}
 		return nil, err
 	}
 	if p.closed.Load() {
@@ -257,6 +267,7 @@ func (s *slot) conn(ctx context.Context, p *pool) (*conn, error) {
 
 func (p *pool) close() {
 	p.closed.Store(true)
+	p.cancel()
 	for _, s := range p.slots {
 		s.mu.Lock()
 		if s.c != nil {

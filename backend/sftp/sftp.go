@@ -26,6 +26,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"sync"
 
 	pkgsftp "github.com/pkg/sftp"
 	"golang.org/x/sync/errgroup"
@@ -402,9 +403,11 @@ func (b *Backend) List(ctx context.Context, t backend.FileType, fn func(backend.
 		}
 		return nil
 	})
-	workers := errgroup.Group{}
+	var workers sync.WaitGroup
 	for i := 0; i < b.cfg.Connections; i++ {
-		workers.Go(func() error {
+		workers.Add(1)
+		g.Go(func() error {
+			defer workers.Done()
 			for d := range work {
 				entries, err := b.readDir(gctx, d)
 				if err != nil {
@@ -419,11 +422,11 @@ func (b *Backend) List(ctx context.Context, t backend.FileType, fn func(backend.
 			return nil
 		})
 	}
-	g.Go(func() error {
-		err := workers.Wait()
+	go func() {
+		workers.Wait()
 		close(results)
-		return err
-	})
+	}()
+	// fn runs here, in the caller's goroutine.
 	var ferr error
 	for entries := range results {
 		if ferr == nil {

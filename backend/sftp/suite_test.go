@@ -2,6 +2,9 @@ package sftp_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -58,5 +61,65 @@ func TestLayoutMatchesLocal(t *testing.T) {
 	got := readFile(t, want)
 	if string(got) != string(data) {
 		t.Fatalf("%s holds %q, want %q", want, got, data)
+	}
+}
+
+// List sees every pack of a large repository (several READDIR batches per
+// shard, all 256 shards) and skips temporary files.
+func TestListManyPacks(t *testing.T) {
+	s := sshdtest.Start(t)
+	cfg := config(t, s, 4)
+	ctx := context.Background()
+	be, err := sftp.Create(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer be.Close()
+	want := map[string]int64{}
+	for i := 0; i < 2500; i++ {
+		name := fmt.Sprintf("%02x%06d", i%256, i)
+		if i >= 2000 {
+			name = fmt.Sprintf("ff%06d", i) // one big shard
+		}
+		h := backend.Handle{Type: backend.PackFile, Name: name}
+		p := filepath.Join(cfg.Path, filepath.FromSlash(backend.Path(h)))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, make([]byte, i%7), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		want[name] = int64(i % 7)
+	}
+	if err := os.WriteFile(filepath.Join(cfg.Path, "data", "ff", ".tmp-ff1-abc"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int64{}
+	listStart := time.Now()
+	defer func() { t.Logf("listing %d packs took %s", len(want), time.Since(listStart)) }()
+	err = be.List(ctx, backend.PackFile, func(fi backend.FileInfo) error {
+		if _, dup := got[fi.Name]; dup {
+			return fmt.Errorf("%s listed twice", fi.Name)
+		}
+		got[fi.Name] = fi.Size
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("listed %d packs, want %d", len(got), len(want))
+	}
+	for n, sz := range want {
+		if got[n] != sz {
+			t.Fatalf("%s: listed size %d, want %d (present %v)", n, got[n], sz, got[n] == sz)
+		}
+	}
+	// Stopping early returns the callback's error and does not hang.
+	stop := errors.New("stop")
+	calls := 0
+	err = be.List(ctx, backend.PackFile, func(backend.FileInfo) error { calls++; return stop })
+	if !errors.Is(err, stop) || calls != 1 {
+		t.Fatalf("early stop: err %v after %d calls", err, calls)
 	}
 }
