@@ -495,3 +495,40 @@ func TestSFTPDoctor(t *testing.T) {
 		t.Fatalf("doctor with an unknown host: err %v, checks %+v", err, checks)
 	}
 }
+
+// A server that refuses writes (sftp-server in read-only mode answers
+// SSH_FX_PERMISSION_DENIED) gives a permanent error at once; reads work.
+func TestSFTPPermissionDenied(t *testing.T) {
+	s := sshdtest.Start(t, sshdtest.WithConfig("ForceCommand internal-sftp -R"))
+	cfg := sftpConfig(t, s, "repo")
+	cfg.Retry.MaxElapsed = time.Hour // a retried refusal would hit the test's deadline
+	if err := os.MkdirAll(filepath.Join(cfg.Path, "snapshots"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(cfg.Path, "config"), []byte("cfg"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	be, err := sftp.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer be.Close()
+	got, err := backend.LoadAll(ctx, be, backend.Handle{Type: backend.ConfigFile})
+	if err != nil || string(got) != "cfg" {
+		t.Fatalf("read from a read-only server: %q, %v", got, err)
+	}
+	data, name := sftpRandom(t, 100)
+	err = be.Save(ctx, backend.Handle{Type: backend.SnapshotFile, Name: name}, bytes.NewReader(data), int64(len(data)))
+	if !errors.Is(err, backend.ErrPermanent) || !errors.Is(err, os.ErrPermission) || !strings.Contains(err.Error(), "permission denied") {
+		t.Fatalf("save to a server that refuses writes: got %v, want a permanent permission error", err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("the permission error was retried until the deadline")
+	}
+	err = be.Remove(ctx, backend.Handle{Type: backend.ConfigFile})
+	if !errors.Is(err, backend.ErrPermanent) {
+		t.Fatalf("remove on a server that refuses writes: got %v, want a permanent error", err)
+	}
+}
