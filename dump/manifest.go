@@ -89,8 +89,8 @@ type Table struct {
 	Stream     string `json:"stream"`
 	// Columns are the dumped (non-generated) columns, in INSERT order.
 	Columns []string `json:"columns"`
-	// OrderBy are the columns the rows are sorted by; KeyOrder says whether they form a
-	// unique key (false: all columns, ties in arbitrary order).
+	// OrderBy are the columns the rows are sorted by (a primary or NOT NULL unique key,
+	// KeyOrder true); empty for a table without such a key, dumped in natural order.
 	OrderBy  []string `json:"order_by"`
 	KeyOrder bool     `json:"key_order"`
 	Rows     int64    `json:"rows"`

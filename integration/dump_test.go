@@ -19,15 +19,15 @@ import (
 	"github.com/shopvault/shopvault/integration/mariadbtest"
 )
 
-// memStore is an in-memory dump.Sink and dump.Source.
-type memStore struct {
+// dumpMemStore is an in-memory dump.Sink and dump.Source.
+type dumpMemStore struct {
 	mu      sync.Mutex
 	streams map[string][]byte
 }
 
-func newMemStore() *memStore { return &memStore{streams: map[string][]byte{}} }
+func newDumpMemStore() *dumpMemStore { return &dumpMemStore{streams: map[string][]byte{}} }
 
-func (s *memStore) WriteStream(ctx context.Context, database, name string, r io.Reader) error {
+func (s *dumpMemStore) WriteStream(ctx context.Context, database, name string, r io.Reader) error {
 	b, err := io.ReadAll(r)
 	if err != nil {
 		return err
@@ -42,7 +42,7 @@ func (s *memStore) WriteStream(ctx context.Context, database, name string, r io.
 	return nil
 }
 
-func (s *memStore) OpenStream(ctx context.Context, database, name string) (io.ReadCloser, error) {
+func (s *dumpMemStore) OpenStream(ctx context.Context, database, name string) (io.ReadCloser, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b, ok := s.streams[database+"/"+name]
@@ -54,7 +54,7 @@ func (s *memStore) OpenStream(ctx context.Context, database, name string) (io.Re
 
 // script concatenates the streams of database db in manifest load order, as a user would
 // feed them to the stock client.
-func (s *memStore) script(t *testing.T, m *dump.Manifest, db string) []byte {
+func (s *dumpMemStore) script(t *testing.T, m *dump.Manifest, db string) []byte {
 	t.Helper()
 	md := m.Database(db)
 	if md == nil {
@@ -74,9 +74,9 @@ func (s *memStore) script(t *testing.T, m *dump.Manifest, db string) []byte {
 	return out.Bytes()
 }
 
-// mariadbDump runs the stock mariadb-dump on db and returns its output with the database
+// dumpWithMariadbDump runs the stock mariadb-dump on db and returns its output with the database
 // name in the header replaced by "DB".
-func mariadbDump(t *testing.T, s *mariadbtest.Server, db string, extra ...string) []byte {
+func dumpWithMariadbDump(t *testing.T, s *mariadbtest.Server, db string, extra ...string) []byte {
 	t.Helper()
 	args := append([]string{"--skip-dump-date", "--hex-blob", "--routines", "--events", "--triggers", "--order-by-primary"}, extra...)
 	args = append(args, db)
@@ -91,8 +91,8 @@ func mariadbDump(t *testing.T, s *mariadbtest.Server, db string, extra ...string
 	return bytes.ReplaceAll(out, []byte("database '"+db+"'"), []byte("database 'DB'"))
 }
 
-// sameDump fails the test showing the first differing lines of two mariadb-dump outputs.
-func sameDump(t *testing.T, what string, a, b []byte) {
+// dumpSame fails the test showing the first differing lines of two mariadb-dump outputs.
+func dumpSame(t *testing.T, what string, a, b []byte) {
 	t.Helper()
 	if bytes.Equal(a, b) {
 		return
@@ -112,10 +112,10 @@ func sameDump(t *testing.T, what string, a, b []byte) {
 	}
 }
 
-func loadWithClient(t *testing.T, s *mariadbtest.Server, db string, script []byte) {
+func dumpLoadWithClient(t *testing.T, s *mariadbtest.Server, db string, script []byte) {
 	t.Helper()
 	s.Exec(t, "", "CREATE DATABASE "+db)
-	cmd := s.Command(t, "mariadb", "--batch", db)
+	cmd := s.Command(t, "mariadb", "--batch", "--comments", db)
 	cmd.Stdin = bytes.NewReader(script)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("stock client load of the dump into %s: %v\n%s", db, err, out)
@@ -126,8 +126,8 @@ func TestDumpPrestaShopRoundTrip(t *testing.T) {
 	s := mariadbtest.Start(t)
 	s.LoadPrestaShop(t, "ps")
 	ctx := t.Context()
-	store := newMemStore()
-	m, err := dump.Dump(ctx, s.RootConfig(""), dump.Options{Databases: []string{"ps"}, Threads: 2, Now: fixedNow}, store)
+	store := newDumpMemStore()
+	m, err := dump.Dump(ctx, s.RootConfig(""), dump.Options{Databases: []string{"ps"}, Threads: 2, Now: dumpFixedNow}, store)
 	if err != nil {
 		t.Fatalf("dump: %v", err)
 	}
@@ -158,12 +158,12 @@ func TestDumpPrestaShopRoundTrip(t *testing.T) {
 	if rep.Tables != 229 || len(rep.Checks) != 229 {
 		t.Errorf("load report: %d tables, %d checks", rep.Tables, len(rep.Checks))
 	}
-	orig := mariadbDump(t, s, "ps")
-	sameDump(t, "Load", orig, mariadbDump(t, s, "ps_copy"))
+	orig := dumpWithMariadbDump(t, s, "ps")
+	dumpSame(t, "Load", orig, dumpWithMariadbDump(t, s, "ps_copy"))
 
 	// The stock client loads the same streams to the same result.
-	loadWithClient(t, s, "ps_client", store.script(t, m, "ps"))
-	sameDump(t, "stock client", orig, mariadbDump(t, s, "ps_client"))
+	dumpLoadWithClient(t, s, "ps_client", store.script(t, m, "ps"))
+	dumpSame(t, "stock client", orig, dumpWithMariadbDump(t, s, "ps_client"))
 
 	// Loading again into a database with tables is refused...
 	if _, err := dump.Load(ctx, s.RootConfig("ps_copy"), m, "ps", store, dump.LoadOptions{}); !errors.Is(err, dump.ErrNotEmpty) {
@@ -191,7 +191,7 @@ func TestDumpPrestaShopRoundTrip(t *testing.T) {
 	}
 
 	// A second dump of the unchanged database produces identical streams (dedup).
-	store2 := newMemStore()
+	store2 := newDumpMemStore()
 	if _, err := dump.Dump(ctx, s.RootConfig("ps"), dump.Options{Threads: 1}, store2); err != nil {
 		t.Fatalf("second dump: %v", err)
 	}
@@ -202,10 +202,10 @@ func TestDumpPrestaShopRoundTrip(t *testing.T) {
 	}
 }
 
-func fixedNow() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) }
+func dumpFixedNow() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) }
 
 // keys returns the sorted keys of the store (for messages).
-func (s *memStore) keys() []string {
+func (s *dumpMemStore) keys() []string {
 	var out []string
 	for k := range s.streams {
 		out = append(out, k)
