@@ -134,7 +134,7 @@ func isRetryable(err error) bool {
 func checkShopInvariants(t *testing.T, db *sql.DB, schema string) {
 	t.Helper()
 	var sum, n int64
-	if err := db.QueryRow("SELECT SUM(balance), COUNT(*) FROM " + schema + ".accounts").Scan(&sum, &n); err != nil {
+	if err := db.QueryRow("SELECT SUM(balance), COUNT(*) FROM "+schema+".accounts").Scan(&sum, &n); err != nil {
 		t.Fatal(err)
 	}
 	if n != dumpAccounts || sum != dumpAccounts*dumpInitialBalance {
