@@ -251,3 +251,22 @@ func (r *Repository) FindNode(ctx context.Context, root ID, path string) (*Node,
 	}
 	return cur, nil, nil
 }
+
+// RemoveSnapshot deletes a snapshot and its refs list. The blobs stay
+// until Prune.
+func (r *Repository) RemoveSnapshot(ctx context.Context, sn *Snapshot) error {
+	if err := r.be.Remove(ctx, backend.Handle{Type: backend.SnapshotFile, Name: sn.ID.String()}); err != nil {
+		return fmt.Errorf("remove snapshot %s: %w", sn.ID.Short(), err)
+	}
+	// Another snapshot may share the refs list (identical content).
+	others, _ := r.Snapshots(ctx)
+	for _, o := range others {
+		if o.Refs == sn.Refs {
+			return nil
+		}
+	}
+	if err := r.be.Remove(ctx, backend.Handle{Type: backend.RefsFile, Name: sn.Refs.String()}); err != nil && !backend.IsNotExist(err) {
+		return fmt.Errorf("remove refs of snapshot %s: %w", sn.ID.Short(), err)
+	}
+	return nil
+}
