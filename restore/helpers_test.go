@@ -2,7 +2,6 @@ package restore_test
 
 import (
 	"bytes"
-	"context"
 	"io/fs"
 	"math/rand"
 	"os"
@@ -21,7 +20,7 @@ import (
 // fixture is an in-memory repository plus a blob saver to build
 // snapshots by hand.
 type fixture struct {
-	t     *testing.T
+	t     testing.TB
 	be    *mem.Backend
 	key   *repo.KeyFile
 	r     *repo.Repository
@@ -32,7 +31,7 @@ type fixture struct {
 
 var t0 = time.Date(2024, 3, 1, 12, 30, 45, 123456789, time.UTC)
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	ctx := t.Context()
 	be := mem.New()
@@ -162,7 +161,7 @@ func (p *recorder) Error(path string, err error) {
 
 // listTree returns every path below dir (relative), for "nothing else
 // was written" checks.
-func listTree(t *testing.T, dir string) []string {
+func listTree(t testing.TB, dir string) []string {
 	t.Helper()
 	var out []string
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
@@ -181,7 +180,7 @@ func listTree(t *testing.T, dir string) []string {
 	return out
 }
 
-func mustRead(t *testing.T, p string) []byte {
+func mustRead(t testing.TB, p string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(p)
 	if err != nil {
@@ -190,11 +189,9 @@ func mustRead(t *testing.T, p string) []byte {
 	return b
 }
 
-func equalBytes(t *testing.T, p string, want []byte) {
+func equalBytes(t testing.TB, p string, want []byte) {
 	t.Helper()
 	if got := mustRead(t, p); !bytes.Equal(got, want) {
 		t.Fatalf("%s: content differs (%d bytes, want %d)", p, len(got), len(want))
 	}
 }
-
-var _ = context.Background
