@@ -32,7 +32,6 @@ func manyFiles(t testing.TB, fx *fixture, dirs, per int) *repo.Snapshot {
 	return fx.snapshot(fx.tree(fx.dir("m", 0o755, top...)))
 }
 
-
 func TestManySmallFiles(t *testing.T) {
 	if testing.Short() {
 		t.Skip("20k files")
@@ -64,7 +63,7 @@ type cancelAfter struct {
 	cancel context.CancelFunc
 }
 
-func (c *cancelAfter) Start(int64, int64) {}
+func (c *cancelAfter) Start(int64, int64)  {}
 func (c *cancelAfter) Error(string, error) {}
 func (c *cancelAfter) FileDone(string, int64) {
 	c.mu.Lock()
