@@ -8,9 +8,14 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/shopvault/shopvault/backend"
 	"github.com/shopvault/shopvault/backend/sftp"
@@ -57,12 +62,38 @@ func parallel(b *testing.B, n int, fn func(i int) error) {
 
 // BenchmarkSaveLoad measures raw Save and Load throughput of 32 MiB files.
 // The sshd writes into os.TempDir (set TMPDIR to choose the disk).
+//
+// To measure over an emulated WAN, either set SFTP_BENCH_DELAY=10ms (a
+// userspace proxy delays every byte by that much in each direction), or
+// create a network namespace with a veth pair and netem delay and set
+// SFTP_BENCH_NETNS=<name> and SFTP_BENCH_ADDR=<the namespace's address>;
+// sshd then runs inside it.
 func BenchmarkSaveLoad(b *testing.B) {
-	s := sshdtest.Start(b)
+	var opts []sshdtest.Option
+	if ns := os.Getenv("SFTP_BENCH_NETNS"); ns != "" {
+		opts = append(opts, sshdtest.WithWrapper("ip", "netns", "exec", ns), sshdtest.WithListenAddress(os.Getenv("SFTP_BENCH_ADDR")))
+	}
+	s := sshdtest.Start(b, opts...)
+	var proxy *delayProxy
+	if d := os.Getenv("SFTP_BENCH_DELAY"); d != "" {
+		delay, err := time.ParseDuration(d)
+		if err != nil {
+			b.Fatalf("SFTP_BENCH_DELAY: %v", err)
+		}
+		proxy = startDelayProxy(b, s.Addr, delay)
+	}
 	data, hs := benchData(b)
 	ctx := context.Background()
 	for _, conns := range []int{1, 4} {
 		cfg := config(b, s, conns)
+		if proxy != nil {
+			cfg.Port = proxy.port
+			cfg.KnownHostsFile = filepath.Join(b.TempDir(), "known_hosts")
+			line := knownhosts.Line([]string{knownhosts.Normalize(proxy.addr)}, s.HostKey)
+			if err := os.WriteFile(cfg.KnownHostsFile, []byte(line+"\n"), 0o600); err != nil {
+				b.Fatal(err)
+			}
+		}
 		cfg.Path = fmt.Sprintf("%s/bench-%d", s.Root, conns)
 		be, err := sftp.Create(ctx, cfg)
 		if err != nil {
@@ -93,4 +124,66 @@ func BenchmarkSaveLoad(b *testing.B) {
 		_ = be.Close()
 		_ = os.RemoveAll(cfg.Path)
 	}
+}
+
+// delayProxy forwards TCP connections to a backend, delaying every byte by a
+// fixed time in each direction: a crude WAN without netem.
+type delayProxy struct {
+	addr string
+	port int
+}
+
+func startDelayProxy(b *testing.B, target string, delay time.Duration) *delayProxy {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				up, err := net.Dial("tcp", target)
+				if err != nil {
+					_ = c.Close()
+					return
+				}
+				go delayCopy(up, c, delay)
+				delayCopy(c, up, delay)
+			}()
+		}
+	}()
+	return &delayProxy{addr: l.Addr().String(), port: l.Addr().(*net.TCPAddr).Port}
+}
+
+func delayCopy(dst, src net.Conn, delay time.Duration) {
+	type packet struct {
+		due  time.Time
+		data []byte
+	}
+	q := make(chan packet, 4096)
+	go func() {
+		defer close(q)
+		for {
+			buf := make([]byte, 64<<10)
+			n, err := src.Read(buf)
+			if n > 0 {
+				q <- packet{time.Now().Add(delay), buf[:n]}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	for p := range q {
+		time.Sleep(time.Until(p.due))
+		if _, err := dst.Write(p.data); err != nil {
+			break
+		}
+	}
+	_ = dst.Close()
+	_ = src.Close()
 }

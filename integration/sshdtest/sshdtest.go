@@ -39,7 +39,22 @@ const SSHDPath = "/usr/sbin/sshd"
 type Option func(*options)
 
 type options struct {
-	extra []string
+	extra   []string
+	listen  string
+	wrapper []string
+}
+
+// WithListenAddress makes sshd listen on ip instead of 127.0.0.1 (e.g. an
+// address inside a network namespace, with WithWrapper).
+func WithListenAddress(ip string) Option {
+	return func(o *options) { o.listen = ip }
+}
+
+// WithWrapper runs sshd through a command prefix, e.g.
+// WithWrapper("ip", "netns", "exec", "bench") to run it inside a network
+// namespace with emulated latency. The prefix must exec sshd.
+func WithWrapper(argv ...string) Option {
+	return func(o *options) { o.wrapper = argv }
 }
 
 // WithConfig appends raw sshd_config lines (e.g. "MaxSessions 2",
@@ -50,7 +65,7 @@ func WithConfig(lines ...string) Option {
 
 // Server is a running sshd. Its fields are read-only.
 type Server struct {
-	Addr               string // "127.0.0.1:PORT"
+	Addr               string // "127.0.0.1:PORT" (or the WithListenAddress address)
 	Port               int
 	User               string // the login user, the user running the test (root in CI)
 	Root               string // an empty temporary directory to use as repository parent
@@ -62,6 +77,7 @@ type Server struct {
 
 	dir        string
 	hostKeyPth string
+	wrapper    []string
 	mu         sync.Mutex
 	cmd        *exec.Cmd
 	log        *lockedBuffer
@@ -92,7 +108,7 @@ func SkipOrFail(tb testing.TB) {
 func Start(tb testing.TB, opts ...Option) *Server {
 	tb.Helper()
 	SkipOrFail(tb)
-	var o options
+	o := options{listen: "127.0.0.1"}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -112,6 +128,7 @@ func Start(tb testing.TB, opts ...Option) *Server {
 		ConfigPath:     filepath.Join(dir, "sshd_config"),
 		hostKeyPth:     filepath.Join(dir, "ssh_host_ed25519_key"),
 		User:           currentUser(),
+		wrapper:        o.wrapper,
 	}
 	if err := os.Mkdir(s.Root, 0o755); err != nil {
 		tb.Fatal(err)
@@ -128,13 +145,13 @@ func Start(tb testing.TB, opts ...Option) *Server {
 		tb.Fatalf("sshdtest: host key: %v", err)
 	}
 	s.Port = freePort(tb)
-	s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port))
+	s.Addr = net.JoinHostPort(o.listen, strconv.Itoa(s.Port))
 	if err := s.writeKnownHosts(); err != nil {
 		tb.Fatal(err)
 	}
 	cfg := []string{
 		"Port " + strconv.Itoa(s.Port),
-		"ListenAddress 127.0.0.1",
+		"ListenAddress " + o.listen,
 		"HostKey " + s.hostKeyPth,
 		"PidFile " + filepath.Join(dir, "sshd.pid"),
 		"AuthorizedKeysFile " + filepath.Join(dir, "authorized_keys"),
@@ -285,7 +302,8 @@ func (s *Server) start(tb testing.TB) {
 	var lastErr error
 	// The port may briefly be unavailable right after a kill; retry a few times.
 	for attempt := 0; attempt < 20; attempt++ {
-		cmd := exec.Command(SSHDPath, "-D", "-e", "-f", s.ConfigPath)
+		argv := append(append([]string{}, s.wrapper...), SSHDPath, "-D", "-e", "-f", s.ConfigPath)
+		cmd := exec.Command(argv[0], argv[1:]...)
 		cmd.Stdout = s.log
 		cmd.Stderr = s.log
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
