@@ -155,12 +155,21 @@ func interspersed(app *cli.App, args []string) []string {
 	if cmd == nil {
 		return append(out, rest...)
 	}
-	var flags, pos []string
+	var global, flags, pos []string
 	for i := 0; i < len(rest); i++ {
 		a := rest[i]
 		if a == "--" {
 			pos = append(pos, rest[i:]...)
 			break
+		}
+		if strings.HasPrefix(a, "-") && a != "-" && !hasFlag(cmd.Flags, a) && hasFlag(app.Flags, a) {
+			// a global flag given after the command
+			global = append(global, a)
+			if !strings.Contains(a, "=") && takesValue(app.Flags, a) && i+1 < len(rest) {
+				global = append(global, rest[i+1])
+				i++
+			}
+			continue
 		}
 		if strings.HasPrefix(a, "-") && a != "-" {
 			flags = append(flags, a)
@@ -172,11 +181,27 @@ func interspersed(app *cli.App, args []string) []string {
 		}
 		pos = append(pos, a)
 	}
+	if len(global) > 0 {
+		// insert the global flags right after the program name
+		out = append(append([]string{out[0]}, global...), out[1:]...)
+	}
 	return append(append(out, flags...), pos...)
 }
 
+func hasFlag(flags []cli.Flag, arg string) bool {
+	name, _, _ := strings.Cut(strings.TrimLeft(arg, "-"), "=")
+	for _, f := range flags {
+		for _, n := range f.Names() {
+			if n == name {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func takesValue(flags []cli.Flag, arg string) bool {
-	name := strings.TrimLeft(arg, "-")
+	name, _, _ := strings.Cut(strings.TrimLeft(arg, "-"), "=")
 	for _, f := range flags {
 		for _, n := range f.Names() {
 			if n == name {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/shopvault/shopvault/backend"
 	"github.com/shopvault/shopvault/backend/local"
 	"github.com/shopvault/shopvault/backend/sftp"
+	"github.com/shopvault/shopvault/config"
 	"github.com/shopvault/shopvault/repo"
 )
 
@@ -35,8 +37,37 @@ func repoFlags() []cli.Flag {
 
 func withRepoFlags(extra ...cli.Flag) []cli.Flag { return append(repoFlags(), extra...) }
 
+// optionalConfig loads the configuration file when it exists. A missing
+// file is not an error: every setting can come from flags and the
+// environment. A file that exists but is invalid is an error.
+func optionalConfig(c *cli.Context) (*config.Config, error) {
+	p := c.String("config")
+	if p == "" {
+		return nil, nil
+	}
+	if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return config.LoadEnv(p, os.Getenv)
+}
+
+// setting returns a flag's value, else the configuration's.
+func setting(c *cli.Context, flag string, fromConfig func(*config.Config) string) string {
+	if v := c.String(flag); v != "" {
+		return v
+	}
+	cfg, err := optionalConfig(c)
+	if err != nil || cfg == nil {
+		return ""
+	}
+	return fromConfig(cfg)
+}
+
 func repoLocation(c *cli.Context) (string, error) {
-	loc := c.String("repo")
+	if _, err := optionalConfig(c); err != nil {
+		return "", err
+	}
+	loc := setting(c, "repo", func(cfg *config.Config) string { return cfg.Repository })
 	if loc == "" {
 		return "", usageError("no repository given: pass --repo PATH|sftp://user@host/path or set SHOPVAULT_REPO")
 	}
@@ -50,13 +81,27 @@ func sftpConfig(c *cli.Context, loc string) (sftp.Config, error) {
 	if err != nil {
 		return cfg, err
 	}
-	cfg.KnownHostsFile = c.String("known-hosts")
-	cfg.KeyFile = c.String("ssh-key")
-	cfg.KeyPassphraseFile = c.String("ssh-passphrase-file")
-	cfg.AcceptHostKey = c.String("accept-host-key")
+	cfg.KnownHostsFile = setting(c, "known-hosts", func(f *config.Config) string { return f.SSH.KnownHosts })
+	cfg.KeyFile = setting(c, "ssh-key", func(f *config.Config) string { return f.SSH.KeyFile })
+	cfg.KeyPassphraseFile = setting(c, "ssh-passphrase-file", func(f *config.Config) string { return f.SSH.PassphraseFile })
+	cfg.AcceptHostKey = setting(c, "accept-host-key", func(f *config.Config) string { return f.SSH.AcceptHostKey })
 	cfg.Connections = c.Int("connections")
 	cfg.LimitUploadKiB = c.Int("limit-upload")
 	cfg.LimitDownloadKiB = c.Int("limit-download")
+	if fc, _ := optionalConfig(c); fc != nil {
+		if !c.IsSet("connections") && fc.SSH.Connections > 0 {
+			cfg.Connections = fc.SSH.Connections
+		}
+		if !c.IsSet("limit-upload") && fc.SSH.LimitUpload > 0 {
+			cfg.LimitUploadKiB = int(fc.SSH.LimitUpload / 1024)
+		}
+		if !c.IsSet("limit-download") && fc.SSH.LimitDownload > 0 {
+			cfg.LimitDownloadKiB = int(fc.SSH.LimitDownload / 1024)
+		}
+		if fc.SSH.ConnectTimeout > 0 {
+			cfg.DialTimeout = fc.SSH.ConnectTimeout
+		}
+	}
 	return cfg, nil
 }
 
@@ -101,15 +146,27 @@ const (
 // openRepo opens the repository with the keys given. need=readKey
 // requires the restore key.
 func openRepo(ctx context.Context, c *cli.Context, need keyNeed) (*repo.Repository, error) {
+	if _, err := optionalConfig(c); err != nil {
+		return nil, err
+	}
 	var keys []*repo.KeyFile
 	for _, flag := range []string{"restore-key", "host-key"} {
-		p := c.String(flag)
+		p := setting(c, flag, func(f *config.Config) string {
+			if flag == "host-key" {
+				return f.HostKey
+			}
+			return f.RestoreKey
+		})
 		if p == "" {
 			continue
 		}
 		k, err := repo.LoadKeyFile(p)
 		if err != nil {
 			return nil, err
+		}
+		if cfg, _ := optionalConfig(c); cfg != nil && len(cfg.Recipients.Restore) > 0 {
+			// The configuration's pins win over the key file's.
+			k.PinHost, k.PinRestore = cfg.Recipients.Host, cfg.Recipients.Restore
 		}
 		keys = append(keys, k)
 	}
