@@ -292,4 +292,3 @@ func runNightly(ctx context.Context, c *cli.Context, cfg *config.Config, sum *sc
 	}
 	return berr
 }
-
