@@ -1,5 +1,3 @@
-//go:build ignore
-
 package main
 
 import (
@@ -110,4 +108,10 @@ func restoreCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+func (p restoreProgress) Start(totalFiles, totalBytes int64) {}
+func (p restoreProgress) FileDone(path string, bytes int64)  { p.bar.add(1, bytes) }
+func (p restoreProgress) Error(path string, err error) {
+	p.bar.warn(fmt.Sprintf("warning: %s: %v", path, err))
 }
