@@ -1,0 +1,51 @@
+# Helpers shared by bench/files.sh and bench/dump.sh. Source it after setting nothing:
+#   . "$(dirname "$0")/lib.sh"
+# Sets ROOT (repo top), SHARED (../shared/bench, override with SHARED=), SV (scratch, default
+# /tmp/sv), SVB (the shopvault binary built from ROOT into $SV/bin), and defines measure/row helpers.
+set -euo pipefail
+ROOT="$(git -C "$(dirname "${BASH_SOURCE[0]}")" rev-parse --show-toplevel)"
+SHARED="${SHARED:-$ROOT/../shared/bench}"
+SHARED="$(cd "$SHARED" && pwd)"
+export SV="${SV:-/tmp/sv}"
+if [ -e "$SV" ] && [ ! -d "$SV" ]; then
+  echo "bench: scratch \$SV=$SV exists and is not a directory; run with SV=/some/other/dir" >&2
+  exit 2
+fi
+mkdir -p "$SV/bin"
+export PATH="/usr/local/go/bin:$SV/bin:$PATH"
+
+need() { # need CMD... : fail early with the Debian package to install
+  local c
+  for c in "$@"; do
+    command -v "$c" >/dev/null 2>&1 || { echo "bench: $c not found (apt-get install -y restic mydumper mariadb-server mariadb-client zstd time)" >&2; exit 2; }
+  done
+}
+
+build_shopvault() { # builds $SVB from the working tree (no build tags; restore is detected at run time)
+  SVB="$SV/bin/shopvault"
+  (cd "$ROOT" && go build -o "$SVB" ./cmd/shopvault)
+}
+
+# measure NAME CMD... : runs CMD under /usr/bin/time -v after a sync (so one tool's write-back is
+# not charged to the next); stdout -> $OUT/NAME.out, stderr -> $OUT/NAME.err, time report ->
+# $OUT/NAME.time; a line NAME WALL CPU RSS LOADAVG appended to $OUT/measurements.tsv. Sets WALL
+# and CPU (user+sys, seconds), RSS (MiB) and LOAD (1-minute load average before the run). A failure aborts the run.
+measure() {
+  local name=$1; shift
+  sync
+  LOAD=$(cut -d' ' -f1 /proc/loadavg)
+  if ! /usr/bin/time -v -o "$OUT/$name.time" "$@" >"$OUT/$name.out" 2>"$OUT/$name.err"; then
+    echo "bench: $name failed: $*" >&2; tail -20 "$OUT/$name.err" >&2; exit 1
+  fi
+  WALL=$(awk -F': ' '/Elapsed \(wall clock\)/ { n=split($2, p, ":"); s=0; for (i=1; i<=n; i++) s=s*60+p[i]; printf "%.2f", s }' "$OUT/$name.time")
+  CPU=$(awk -F': ' '/User time|System time/ { s += $2 } END { printf "%.2f", s }' "$OUT/$name.time")
+  RSS=$(awk -F': ' '/Maximum resident set size/ { printf "%.0f", $2/1024 }' "$OUT/$name.time")
+  printf '  %-28s %8s s wall %8s s cpu %6s MiB   (load average before: %s)\n' "$name" "$WALL" "$CPU" "$RSS" "$LOAD" >&2
+  printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$WALL" "$CPU" "$RSS" "$LOAD" >>"$OUT/measurements.tsv"
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b+0 == 0) print "n/a"; else printf "%.2f", a/b }'; }
+# verdict RATIO MAX : "yes" when RATIO <= MAX
+verdict() { awk -v r="$1" -v m="$2" 'BEGIN { if (r == "n/a") print "n/a"; else if (r+0 <= m+0) print "yes"; else print "NO" }'; }
+mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b/1048576 }'; }
+dub() { du -sb "$1" | cut -f1; }
