@@ -143,6 +143,9 @@ func ParseURL(s string) (Config, error) {
 	if cfg.Host == "" {
 		return Config{}, fmt.Errorf("repository URL %q: no host (%s)", s, want)
 	}
+	if !validHost(cfg.Host) {
+		return Config{}, fmt.Errorf("repository URL %q: invalid host %q (IPv6 addresses go in brackets: sftp://user@[::1]:22/path)", s, cfg.Host)
+	}
 	if p := u.Port(); p != "" {
 		n, err := strconv.Atoi(p)
 		if err != nil || n < 1 || n > 65535 {
@@ -167,8 +170,28 @@ func ParseURL(s string) (Config, error) {
 			return Config{}, fmt.Errorf("repository URL %q: no repository path; name a directory, e.g. sftp://%s@%s/shopvault", s, cfg.User, u.Host)
 		}
 	}
+	for _, part := range []string{cfg.User, p} {
+		if strings.IndexFunc(part, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
+			return Config{}, fmt.Errorf("repository URL %q: control characters in the user or path are not allowed", s)
+		}
+	}
 	cfg.Path = p
 	return cfg, nil
+}
+
+// validHost accepts an IP address or a DNS name.
+func validHost(h string) bool {
+	if net.ParseIP(h) != nil {
+		return true
+	}
+	for _, r := range h {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '.', r == '_':
+		default:
+			return false
+		}
+	}
+	return h != ""
 }
 
 // addr returns host:port.
@@ -182,7 +205,8 @@ func (c Config) Location() string {
 	if !strings.HasPrefix(p, "/") {
 		p = "/~/" + p
 	}
-	return fmt.Sprintf("sftp://%s@%s%s", c.User, c.addr(), p)
+	u := url.URL{Scheme: "sftp", User: url.User(c.User), Host: c.addr(), Path: p}
+	return u.String()
 }
 
 // withDefaults validates c and fills in defaults.

@@ -50,6 +50,10 @@ func TestParseURL(t *testing.T) {
 		{in: "sftp:u@host/r", wantErr: "no host"},
 		{in: "sftp://u@/r", wantErr: "no host"},
 		{in: "sftp://u@host/r\x00", wantErr: "invalid"},
+		{in: "sftp://u@host/a%00b", wantErr: "control characters"},
+		{in: "sftp://u@::1/r", wantErr: "invalid host"},
+		{in: "sftp://u@ho$t/r", wantErr: "invalid host"},
+		{in: "sftp://u@host/a%23b", want: Config{User: "u", Host: "host", Port: 22, Path: "/a#b"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
