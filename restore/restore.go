@@ -14,9 +14,12 @@
 //     sparse files keep their holes;
 //  4. every needed pack is read once, front to back (repo.StreamPack),
 //     Workers packs at a time, and each blob is written with pwrite to every
-//     (file, offset) that needs it. A file is created with O_EXCL and
-//     truncated to its size by the first write; when its last blob is
-//     written its owner, mode, xattrs and mtime are applied on the open fd;
+//     (file, offset) that needs it. A file is created with O_EXCL (and
+//     O_NOFOLLOW) by the first write and truncated to its final size at
+//     once, so an interrupted restore leaves files of the right size that a
+//     rerun can repair blob by blob (a file of one blob is just written
+//     whole); when its last blob is written, its owner, mode, xattrs and
+//     mtime are applied on the open fd;
 //  5. files that needed no fetch, special files, hard links, and finally
 //     directory metadata, deepest first.
 //
@@ -126,16 +129,6 @@ var ErrNoSpace = errors.New("no space left on the restore target")
 // on purpose rather than damaged.
 var ErrWarning = errors.New("warning")
 
-// DamagedError is returned (with a partial Result) when files could not be
-// restored and IgnoreErrors was set.
-type DamagedError struct {
-	Files []string
-}
-
-func (e *DamagedError) Error() string {
-	return fmt.Sprintf("%d file(s) could not be restored correctly (damaged repository data), first: %s; run 'shopvault check --read-data'", len(e.Files), e.Files[0])
-}
-
 const maxWarnings = 1000
 
 type fileJob struct {
@@ -145,6 +138,10 @@ type fileJob struct {
 	group  []*fileJob // for a leader: its followers
 	needs  []need
 	zeros  []span // ranges to re-zero (resume over a file with data in a hole)
+	// oneWrite: the file is one blob written whole by the pack phase, so
+	// creating it need not truncate it to its size first (saves a
+	// journalled syscall per small file)
+	oneWrite bool
 
 	mu       sync.Mutex
 	exists   bool // present in the target (created by us, or kept)
@@ -198,8 +195,10 @@ type restorer struct {
 }
 
 // Restore writes the selected part of sn under o.Target. With IgnoreErrors,
-// damaged files are reported in Result.Damaged and the returned error is a
-// *DamagedError (the Result is still returned).
+// files that needed damaged or missing repository data are listed in
+// Result.Damaged and the error is nil: the caller decides how to fail.
+// Without it, the first damaged pack stops the restore with an error
+// naming the pack and a file that needed it.
 func Restore(ctx context.Context, r *repo.Repository, sn *repo.Snapshot, o Options) (*Result, error) {
 	if o.Now == nil {
 		o.Now = time.Now
@@ -235,9 +234,6 @@ func Restore(ctx context.Context, r *repo.Repository, sn *repo.Snapshot, o Optio
 	}
 	res := rs.result()
 	res.Duration = o.Now().Sub(start)
-	if len(res.Damaged) > 0 {
-		return res, &DamagedError{Files: res.Damaged}
-	}
 	return res, nil
 }
 
@@ -562,6 +558,7 @@ func (rs *restorer) prepare(f *fileJob, buf *[]byte) error {
 	if f.exists && len(f.needs) == 0 && len(f.zeros) == 0 && f.damaged == nil {
 		f.skipped = true
 	}
+	f.oneWrite = !f.exists && len(layout) == 1 && len(f.needs) == 1
 	return nil
 }
 
@@ -854,7 +851,7 @@ func (rs *restorer) openForWrite(f *fileJob) (int, error) {
 		}
 		return fd, nil
 	}
-	fd, err := rs.create(f)
+	fd, err := rs.create(f, !f.oneWrite)
 	if err != nil {
 		return -1, err
 	}
@@ -862,13 +859,14 @@ func (rs *restorer) openForWrite(f *fileJob) (int, error) {
 	return fd, nil
 }
 
-// create makes f's file (which must not exist) at its final size.
-func (rs *restorer) create(f *fileJob) (int, error) {
+// create makes f's file (which must not exist), truncated to its final
+// size when truncate is set.
+func (rs *restorer) create(f *fileJob, truncate bool) (int, error) {
 	fd, err := rs.rt.open(f.e.rel, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0o600)
 	if err != nil {
 		return -1, rs.rt.pathErr("create", f.e.rel, err)
 	}
-	if f.size > 0 {
+	if truncate && f.size > 0 {
 		if err := unix.Ftruncate(fd, f.size); err != nil {
 			unix.Close(fd)
 			return -1, rs.rt.pathErr("truncate", f.e.rel, err)
@@ -888,7 +886,7 @@ func (rs *restorer) finishIdle(f *fileJob) error {
 	var err error
 	switch {
 	case !f.exists:
-		fd, err = rs.create(f)
+		fd, err = rs.create(f, true)
 		f.exists = err == nil
 	case len(f.zeros) > 0:
 		fd, err = rs.rt.open(f.e.rel, unix.O_WRONLY, 0)
