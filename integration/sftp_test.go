@@ -355,6 +355,10 @@ func TestSFTPReconnectDuringTransfers(t *testing.T) {
 			t.Fatalf("%s on the server: %d bytes, err %v, content equal %v", p, len(got), err, bytes.Equal(got, it.data))
 		}
 	}
+	// Temporary files of interrupted uploads were removed by the retries.
+	if left, _ := filepath.Glob(filepath.Join(cfg.Path, "data", "*", sftp.TempPrefix+"*")); len(left) != 0 {
+		t.Errorf("interrupted uploads left %d temporary files: %v", len(left), left)
+	}
 	if c := strings.Count(s.Log(), "Accepted publickey"); c <= cfg.Connections {
 		t.Fatalf("sshd saw %d logins; the test did not force reconnects", c)
 	}

@@ -27,6 +27,7 @@ import (
 	"path"
 	"strings"
 	"sync"
+	"time"
 
 	pkgsftp "github.com/pkg/sftp"
 	"golang.org/x/sync/errgroup"
@@ -178,17 +179,28 @@ func (b *Backend) Save(ctx context.Context, h backend.Handle, r io.ReadSeeker, s
 		return fmt.Errorf("save %s: negative size %d", h, size)
 	}
 	what := "save " + h.String()
-	return b.retry(ctx, what, func(c *conn, _ int) error {
-		return b.save(ctx, c, what, name, r, size)
+	// The temporary file of an attempt cut off by a lost connection is
+	// removed by the next attempt.
+	var leftover string
+	err = b.retry(ctx, what, func(c *conn, _ int) error {
+		if leftover != "" {
+			if err := c.sftp.Remove(leftover); err == nil || errors.Is(err, os.ErrNotExist) {
+				leftover = ""
+			} else if cerr := classify(c, what+": remove "+leftover, err); isTransient(cerr) {
+				return cerr
+			}
+		}
+		return b.save(ctx, c, what, name, r, size, &leftover)
 	})
+	return err
 }
 
-func (b *Backend) save(ctx context.Context, c *conn, what, name string, r io.ReadSeeker, size int64) (err error) {
+func (b *Backend) save(ctx context.Context, c *conn, what, name string, r io.ReadSeeker, size int64, leftover *string) (err error) {
 	if _, err := r.Seek(0, io.SeekStart); err != nil {
 		return fmt.Errorf("%s: rewind: %w", what, err)
 	}
 	dir := path.Dir(name)
-	tmp := path.Join(dir, ".tmp-"+path.Base(name)+"-"+randomSuffix())
+	tmp := path.Join(dir, TempPrefix+path.Base(name)+"-"+randomSuffix())
 	const flags = os.O_WRONLY | os.O_CREATE | os.O_EXCL
 	f, err := c.sftp.OpenFile(tmp, flags)
 	if errors.Is(err, os.ErrNotExist) {
@@ -203,8 +215,8 @@ func (b *Backend) save(ctx context.Context, c *conn, what, name string, r io.Rea
 	defer func() {
 		if err != nil {
 			_ = f.Close()
-			if !c.isDead() {
-				_ = c.sftp.Remove(tmp)
+			if c.isDead() || c.sftp.Remove(tmp) != nil {
+				*leftover = tmp
 			}
 		}
 	}()
@@ -473,6 +485,58 @@ func (b *Backend) readDir(ctx context.Context, dir string) ([]os.FileInfo, error
 		return classify(c, what, err)
 	})
 	return entries, err
+}
+
+// TempPrefix starts the names of temporary files of Save; List skips them.
+const TempPrefix = ".tmp-"
+
+// RemoveStaleTemp removes temporary files of Saves that never finished
+// (the client died mid-upload) and are older than age by the server's
+// clock, in every directory of the repository. Use an age of hours so a
+// Save running elsewhere is never disturbed. It returns how many it removed.
+func (b *Backend) RemoveStaleTemp(ctx context.Context, age time.Duration) (int, error) {
+	var dirs []string
+	for _, t := range backend.AllTypes {
+		if t != backend.ConfigFile {
+			dirs = append(dirs, path.Join(b.root, string(t)))
+		}
+	}
+	dirs = append(dirs, b.root)
+	shards, err := b.readDir(ctx, path.Join(b.root, string(backend.PackFile)))
+	if err != nil {
+		return 0, err
+	}
+	for _, s := range shards {
+		if s.IsDir() {
+			dirs = append(dirs, path.Join(b.root, string(backend.PackFile), s.Name()))
+		}
+	}
+	cutoff := b.cfg.Now().Add(-age)
+	removed := 0
+	for _, d := range dirs {
+		entries, err := b.readDir(ctx, d)
+		if err != nil {
+			return removed, err
+		}
+		for _, e := range entries {
+			if !e.Mode().IsRegular() || !strings.HasPrefix(e.Name(), TempPrefix) || !e.ModTime().Before(cutoff) {
+				continue
+			}
+			p := path.Join(d, e.Name())
+			err := b.retry(ctx, "remove "+p, func(c *conn, attempt int) error {
+				err := c.sftp.Remove(p)
+				if errors.Is(err, os.ErrNotExist) {
+					return nil
+				}
+				return classify(c, "remove "+p, err)
+			})
+			if err != nil {
+				return removed, err
+			}
+			removed++
+		}
+	}
+	return removed, nil
 }
 
 // FreeSpace implements backend.SpaceReporter with statvfs@openssh.com.

@@ -123,3 +123,55 @@ func TestListManyPacks(t *testing.T) {
 		t.Fatalf("early stop: err %v after %d calls", err, calls)
 	}
 }
+
+func TestRemoveStaleTemp(t *testing.T) {
+	s := sshdtest.Start(t)
+	cfg := config(t, s, 2)
+	ctx := context.Background()
+	be, err := sftp.Create(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer be.Close()
+	old := time.Now().Add(-48 * time.Hour)
+	write := func(rel string, mtime time.Time) string {
+		p := filepath.Join(cfg.Path, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("partial"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	stale := []string{
+		write("data/ab/"+sftp.TempPrefix+"ab12-1", old),
+		write("index/"+sftp.TempPrefix+"ii-2", old),
+		write(sftp.TempPrefix+"config-3", old),
+	}
+	keep := []string{
+		write("data/ab/"+sftp.TempPrefix+"ab34-4", time.Now()), // maybe a Save in progress elsewhere
+		write("data/ab/ab56", old),                             // a pack, however old
+		write("snapshots/.other", old),                         // not ours
+	}
+	n, err := be.RemoveStaleTemp(ctx, 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != len(stale) {
+		t.Errorf("removed %d, want %d", n, len(stale))
+	}
+	for _, p := range stale {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s not removed: %v", p, err)
+		}
+	}
+	for _, p := range keep {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("%s removed: %v", p, err)
+		}
+	}
+}
