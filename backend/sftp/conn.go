@@ -31,6 +31,7 @@ const maxRequestsPerFile = 64
 type conn struct {
 	ssh  *ssh.Client
 	sftp *pkgsftp.Client
+	tcp  *readTracker
 
 	fsync, posixRename, statvfs bool
 
@@ -74,10 +75,11 @@ type dialer struct {
 func (d *dialer) dial(ctx context.Context) (*conn, error) {
 	addr := d.cfg.addr()
 	nd := net.Dialer{Timeout: d.cfg.DialTimeout, KeepAlive: 30 * time.Second}
-	tcp, err := nd.DialContext(ctx, "tcp", addr)
+	raw, err := nd.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, transient(fmt.Errorf("connect to %s: %w", addr, err))
 	}
+	tcp := newReadTracker(raw)
 	methods, release, err := d.auth.methods()
 	if err != nil {
 		_ = tcp.Close()
@@ -123,7 +125,7 @@ func (d *dialer) dial(ctx context.Context) (*conn, error) {
 		}
 		return nil, transient(fmt.Errorf("start sftp on %s: %w", addr, err))
 	}
-	c := &conn{ssh: client, sftp: sc2, dead: make(chan struct{})}
+	c := &conn{ssh: client, sftp: sc2, tcp: tcp, dead: make(chan struct{})}
 	_, c.fsync = sc2.HasExtension("fsync@openssh.com")
 	_, c.posixRename = sc2.HasExtension("posix-rename@openssh.com")
 	_, c.statvfs = sc2.HasExtension("statvfs@openssh.com")
@@ -153,39 +155,61 @@ func (d *dialer) handshakeError(addr string, err error) error {
 	return transient(fmt.Errorf("ssh handshake with %s: %w", addr, err))
 }
 
-// keepAlive sends keepalive@openssh.com every interval and drops the
-// connection when the server does not answer within one interval.
+// keepAlive sends keepalive@openssh.com every interval (at most one
+// unanswered at a time) and drops the connection when nothing at all has
+// been received from the server for two intervals. Judging by any received
+// traffic, not by the keepalive's own reply, keeps a connection alive on a
+// slow uplink where the reply queues behind megabytes of uploads that the
+// server is still acknowledging. Liveness uses the real clock.
 func keepAlive(c *conn, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	outstanding := make(chan struct{}, 1)
 	for {
 		select {
 		case <-c.dead:
 			return
 		case <-t.C:
 		}
-		res := make(chan error, 1)
-		go func() {
-			_, _, err := c.ssh.SendRequest("keepalive@openssh.com", true, nil)
-			res <- err
-		}()
-		timer := time.NewTimer(interval)
-		select {
-		case err := <-res:
-			timer.Stop()
-			if err != nil {
-				c.close()
-				return
-			}
-		case <-timer.C:
+		if time.Since(c.tcp.lastRead()) > 2*interval {
 			c.close()
 			return
-		case <-c.dead:
-			timer.Stop()
-			return
+		}
+		select {
+		case outstanding <- struct{}{}:
+			go func() {
+				_, _, err := c.ssh.SendRequest("keepalive@openssh.com", true, nil)
+				<-outstanding
+				if err != nil {
+					c.close()
+				}
+			}()
+		default: // the previous keepalive is still unanswered
 		}
 	}
 }
+
+// readTracker records when the server last sent anything.
+type readTracker struct {
+	net.Conn
+	last atomic.Int64 // unix nanoseconds
+}
+
+func newReadTracker(c net.Conn) *readTracker {
+	t := &readTracker{Conn: c}
+	t.last.Store(time.Now().UnixNano())
+	return t
+}
+
+func (t *readTracker) Read(p []byte) (int, error) {
+	n, err := t.Conn.Read(p)
+	if n > 0 {
+		t.last.Store(time.Now().UnixNano())
+	}
+	return n, err
+}
+
+func (t *readTracker) lastRead() time.Time { return time.Unix(0, t.last.Load()) }
 
 // pool holds up to n connections, made lazily and remade after they die.
 type pool struct {
