@@ -17,9 +17,9 @@ const (
 	DefaultConnections = 4
 	// MaxConnections caps the pool: a Hetzner Storage Box accepts about 10
 	// sessions per account, and doctor and other clients need some too.
-	MaxConnections   = 8
-	DefaultKeepAlive = 15 * time.Second
-	DefaultDialTime  = 20 * time.Second
+	MaxConnections     = 8
+	DefaultKeepAlive   = 15 * time.Second
+	DefaultDialTimeout = 20 * time.Second
 	// StorageBoxPort is the port Hetzner documents for key-based SFTP,
 	// rsync and borg access to a Storage Box.
 	StorageBoxPort = 23
@@ -60,7 +60,7 @@ type Config struct {
 	// connection that does not answer within one interval is dropped and
 	// reconnected on next use. 0 means DefaultKeepAlive, negative disables.
 	KeepAlive time.Duration
-	// DialTimeout bounds TCP connect plus SSH handshake (0: DefaultDialTime).
+	// DialTimeout bounds TCP connect plus SSH handshake (0: DefaultDialTimeout).
 	DialTimeout time.Duration
 
 	// Retry governs reconnects and retries of idempotent operations.
@@ -242,7 +242,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.KeepAlive = DefaultKeepAlive
 	}
 	if c.DialTimeout <= 0 {
-		c.DialTimeout = DefaultDialTime
+		c.DialTimeout = DefaultDialTimeout
 	}
 	c.Retry = c.Retry.withDefaults()
 	if c.Now == nil {

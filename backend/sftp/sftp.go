@@ -77,6 +77,7 @@ func connect(ctx context.Context, cfg Config) (*Backend, error) {
 	}
 	s, c, err := b.pool.get(ctx)
 	if err != nil {
+		b.pool.close()
 		return nil, fmt.Errorf("connect to %s: %w", cfg.Location(), err)
 	}
 	b.pool.put(s)
