@@ -94,7 +94,7 @@ type archiver struct {
 	jobs    chan fileJob
 
 	mu       sync.Mutex
-	refs     map[repo.BlobHandle]struct{}
+	refs     []repo.BlobHandle // with duplicates; sorted and compacted at the end
 	warnings []string
 	stats    repo.SnapshotStats
 	users    map[uint32]string
@@ -141,7 +141,6 @@ func Run(ctx context.Context, r *repo.Repository, o Options) (*Result, error) {
 		r: r, o: o, matcher: m,
 		cache: newDirCache(o.CacheDir, r.Config().ID, start),
 		jobs:  make(chan fileJob, 64),
-		refs:  map[repo.BlobHandle]struct{}{},
 		users: map[uint32]string{}, groups: map[uint32]string{},
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -190,11 +189,7 @@ func Run(ctx context.Context, r *repo.Repository, o Options) (*Result, error) {
 	}
 	finished = true
 
-	refs := make([]repo.BlobHandle, 0, len(a.refs))
-	for h := range a.refs {
-		refs = append(refs, h)
-	}
-	refsID, err := r.SaveRefs(ctx, refs)
+	refsID, err := r.SaveRefs(ctx, a.refs)
 	if err != nil {
 		return nil, err
 	}
@@ -268,7 +263,7 @@ func (a *archiver) warn(p string, err error) {
 
 func (a *archiver) addRef(h repo.BlobHandle) {
 	a.mu.Lock()
-	a.refs[h] = struct{}{}
+	a.refs = append(a.refs, h)
 	a.mu.Unlock()
 }
 

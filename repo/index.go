@@ -14,9 +14,13 @@ type IndexEntry struct {
 }
 
 type entry struct {
-	pack                      uint32 // index into Index.packs
+	pack                      uint32 // index into Index.packs, or pendingPack
 	offset, length, rawLength uint32
 }
+
+// pendingPack marks a blob that a BlobSaver is storing: known for
+// deduplication, not yet loadable.
+const pendingPack = ^uint32(0)
 
 // Index maps blobs to packs. It is safe for concurrent use.
 type Index struct {
@@ -47,7 +51,7 @@ func (x *Index) Lookup(h BlobHandle) (IndexEntry, bool) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	e, ok := x.blobs[h]
-	if !ok {
+	if !ok || e.pack == pendingPack {
 		return IndexEntry{}, false
 	}
 	return IndexEntry{PackedBlob: PackedBlob{BlobHandle: h, Offset: e.offset, Length: e.length, RawLength: e.rawLength}, Pack: x.packs[e.pack]}, true
@@ -88,6 +92,9 @@ func (x *Index) Each(fn func(IndexEntry)) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	for h, e := range x.blobs {
+		if e.pack == pendingPack {
+			continue
+		}
 		fn(IndexEntry{PackedBlob: PackedBlob{BlobHandle: h, Offset: e.offset, Length: e.length, RawLength: e.rawLength}, Pack: x.packs[e.pack]})
 	}
 }
@@ -108,10 +115,42 @@ func (x *Index) addPackLocked(pack ID, size int64, blobs []PackedBlob) {
 	}
 	x.packSize[pack] = size
 	for _, b := range blobs {
-		if _, dup := x.blobs[b.BlobHandle]; dup {
+		if old, dup := x.blobs[b.BlobHandle]; dup && old.pack != pendingPack {
 			continue // the same blob in two packs: keep the first
 		}
 		x.blobs[b.BlobHandle] = entry{pack: pi, offset: b.Offset, length: b.Length, rawLength: b.RawLength}
+	}
+}
+
+// reserve marks h as being stored; it reports false if h is already
+// indexed or reserved.
+func (x *Index) reserve(h BlobHandle) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if _, ok := x.blobs[h]; ok {
+		return false
+	}
+	x.blobs[h] = entry{pack: pendingPack}
+	return true
+}
+
+// unreserve drops a reservation that will not be stored.
+func (x *Index) unreserve(h BlobHandle) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if e, ok := x.blobs[h]; ok && e.pack == pendingPack {
+		delete(x.blobs, h)
+	}
+}
+
+// dropPending removes every reservation (after a failed save).
+func (x *Index) dropPending() {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for h, e := range x.blobs {
+		if e.pack == pendingPack {
+			delete(x.blobs, h)
+		}
 	}
 }
 

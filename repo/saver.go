@@ -34,7 +34,6 @@ type BlobSaver struct {
 	g        *errgroup.Group
 	uploads  chan *packWriter
 	mu       sync.Mutex
-	pending  map[BlobHandle]struct{}
 	packers  map[BlobType]*packWriter
 	unindexd []IndexPack
 	stats    SaverStats
@@ -52,7 +51,7 @@ func (r *Repository) NewBlobSaver(ctx context.Context, uploaders int) *BlobSaver
 		uploaders = 1
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	s := &BlobSaver{r: r, ctx: gctx, g: g, uploads: make(chan *packWriter, 1), pending: map[BlobHandle]struct{}{},
+	s := &BlobSaver{r: r, ctx: gctx, g: g, uploads: make(chan *packWriter, 1),
 		packers: map[BlobType]*packWriter{}, indexEvery: 16}
 	for i := 0; i < uploaders; i++ {
 		g.Go(s.uploader)
@@ -68,12 +67,7 @@ func (s *BlobSaver) Stats() SaverStats {
 }
 
 // Known reports whether a blob is stored or being stored.
-func (s *BlobSaver) Known(h BlobHandle) bool {
-	s.mu.Lock()
-	_, p := s.pending[h]
-	s.mu.Unlock()
-	return p || s.r.idx.Has(h)
-}
+func (s *BlobSaver) Known(h BlobHandle) bool { return s.r.idx.Has(h) }
 
 // Save stores data as a blob of type t unless it exists, and returns its id
 // and whether it was new.
@@ -89,16 +83,14 @@ func (s *BlobSaver) SaveID(ctx context.Context, h BlobHandle, data []byte) (bool
 		return false, fmt.Errorf("blob of %d bytes exceeds the maximum %d", len(data), maxBlobSize)
 	}
 	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
 		return false, errors.New("blob saver is closed")
 	}
-	if _, ok := s.pending[h]; ok || s.r.idx.Has(h) {
-		s.mu.Unlock()
+	if !s.r.idx.reserve(h) {
 		return false, nil
 	}
-	s.pending[h] = struct{}{}
-	s.mu.Unlock()
 
 	bp, _ := s.bufPool.Get().(*[]byte)
 	if bp == nil {
@@ -115,6 +107,7 @@ func (s *BlobSaver) SaveID(ctx context.Context, h BlobHandle, data []byte) (bool
 	}
 	s.bufPool.Put(bp)
 	if err != nil {
+		s.r.idx.unreserve(h)
 		return false, err
 	}
 	if full != nil {
@@ -192,9 +185,6 @@ func (s *BlobSaver) upload(p *packWriter) error {
 	}
 	s.r.idx.addPack(id, size, p.blobs)
 	s.mu.Lock()
-	for _, b := range p.blobs {
-		delete(s.pending, b.BlobHandle)
-	}
 	s.stats.Packs++
 	s.stats.StoredBytes += size
 	s.unindexd = append(s.unindexd, IndexPack{ID: id, Size: size, Blobs: p.blobs})
@@ -271,6 +261,7 @@ func (s *BlobSaver) Abort() {
 		}
 	}()
 	_ = s.g.Wait()
+	s.r.idx.dropPending()
 }
 
 // packWriter assembles one pack in a temporary file.

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -33,7 +34,16 @@ const (
 
 var version = "0.1.0-dev"
 
+// defaultMemoryLimit is the soft memory limit (GOMEMLIMIT overrides it):
+// the garbage collector works harder near it instead of letting the heap
+// grow to twice the live data. The live data of a backup is the index of
+// the repository (about 100 bytes per blob) plus the snapshot's refs list.
+const defaultMemoryLimit = 384 << 20
+
 func main() {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(defaultMemoryLimit)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args, os.Stdin, os.Stdout, os.Stderr)
 	stop()
