@@ -40,6 +40,7 @@ package dump
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -997,7 +998,6 @@ type tableWriter struct {
 	d    *dumper
 	s    *session
 	stmt []byte
-	row  []byte
 }
 
 // stream runs produce, writing into a pipe that the sink reads, and returns the number of
@@ -1154,36 +1154,113 @@ func selectRows(db, table string, cols []column, orderBy []string) string {
 	return string(b)
 }
 
-// scanRows runs q and calls fn with each row encoded as an SQL tuple "(v1,v2,...)". The
-// slice passed to fn is reused.
-func scanRows(ctx context.Context, conn *sql.Conn, q string, cols []column, buf []byte, fn func(tuple []byte) error) ([]byte, error) {
-	rows, err := conn.QueryContext(ctx, q)
-	if err != nil {
-		return buf, err
+// rowBatch carries encoded row tuples from the reading goroutine to fn's goroutine.
+type rowBatch struct {
+	data []byte
+	ends []int // end offset of each tuple in data
+}
+
+// batchBytes is the size at which a batch of tuples is handed over.
+const batchBytes = 128 << 10
+
+// scanRows runs q and calls fn with each row encoded as an SQL tuple "(v1,v2,...)", in
+// order; the slice passed to fn is only valid during the call. Rows are read and encoded on
+// the calling goroutine straight from the driver (no database/sql Scan); fn runs on a second
+// goroutine, so reading and hashing/writing overlap. The driver parses integer and
+// floating-point columns; they are formatted back exactly (shortest representation).
+func scanRows(ctx context.Context, conn *sql.Conn, q string, cols []column, fn func(tuple []byte) error) error {
+	free := make(chan *rowBatch, 3)
+	for i := 0; i < cap(free); i++ {
+		free <- &rowBatch{data: make([]byte, 0, batchBytes+4096)}
 	}
-	defer rows.Close()
-	raw := make([]sql.RawBytes, len(cols))
-	ptrs := make([]any, len(cols))
-	for i := range raw {
-		ptrs[i] = &raw[i]
-	}
-	for rows.Next() {
-		if err := rows.Scan(ptrs...); err != nil {
-			return buf, err
-		}
-		buf = append(buf[:0], '(')
-		for i, v := range raw {
-			if i > 0 {
-				buf = append(buf, ',')
+	full := make(chan *rowBatch, cap(free))
+	var failed atomic.Bool
+	consumed := make(chan error, 1)
+	go func() {
+		var err error
+		for b := range full {
+			if err == nil {
+				start := 0
+				for _, e := range b.ends {
+					if err = fn(b.data[start:e]); err != nil {
+						failed.Store(true)
+						break
+					}
+					start = e
+				}
 			}
-			buf = appendValue(buf, v, cols[i].k)
+			b.data, b.ends = b.data[:0], b.ends[:0]
+			free <- b
 		}
-		buf = append(buf, ')')
-		if err := fn(buf); err != nil {
-			return buf, err
+		consumed <- err
+	}()
+	perr := conn.Raw(func(dc any) error {
+		qc, ok := dc.(driver.QueryerContext)
+		if !ok {
+			return errors.New("database driver cannot run queries directly")
 		}
+		rows, err := qc.QueryContext(ctx, q, nil)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		if n := len(rows.Columns()); n != len(cols) {
+			return fmt.Errorf("query returned %d columns, want %d", n, len(cols))
+		}
+		dest := make([]driver.Value, len(cols))
+		cur := <-free
+		for {
+			if err := rows.Next(dest); err != nil {
+				if err == io.EOF {
+					break
+				}
+				return err
+			}
+			buf := append(cur.data, '(')
+			for i, v := range dest {
+				if i > 0 {
+					buf = append(buf, ',')
+				}
+				switch v := v.(type) {
+				case nil:
+					buf = append(buf, "NULL"...)
+				case []byte:
+					buf = appendValue(buf, v, cols[i].k)
+				case int64:
+					buf = strconv.AppendInt(buf, v, 10)
+				case uint64:
+					buf = strconv.AppendUint(buf, v, 10)
+				case float32:
+					buf = strconv.AppendFloat(buf, float64(v), 'g', -1, 32)
+				case float64:
+					buf = strconv.AppendFloat(buf, v, 'g', -1, 64)
+				case string:
+					buf = appendValue(buf, []byte(v), cols[i].k)
+				default:
+					return fmt.Errorf("column %s: unexpected value type %T from the driver", quoteIdent(cols[i].name), v)
+				}
+			}
+			cur.data = append(buf, ')')
+			cur.ends = append(cur.ends, len(cur.data))
+			if len(cur.data) >= batchBytes {
+				if failed.Load() {
+					return nil // fn's error is returned below
+				}
+				full <- cur
+				cur = <-free
+			}
+		}
+		if len(cur.ends) > 0 {
+			full <- cur
+		}
+		return nil
+	})
+	close(full)
+	cerr := <-consumed
+	if perr != nil {
+		return perr
 	}
-	return buf, rows.Err()
+	return cerr
 }
 
 // writeRows streams the table's rows as INSERT statements with content-defined ends.
@@ -1214,8 +1291,7 @@ func (tw *tableWriter) writeRows(ctx context.Context, w io.Writer, db string, t 
 		stmt = stmt[:0]
 		return err
 	}
-	var err error
-	tw.row, err = scanRows(ctx, tw.s.conn, selectRows(db, t.name, cols, t.orderBy), cols, tw.row, func(tuple []byte) error {
+	err := scanRows(ctx, tw.s.conn, selectRows(db, t.name, cols, t.orderBy), cols, func(tuple []byte) error {
 		h := dg.add(tuple)
 		if len(stmt) > 0 && len(stmt)+len(tuple)+2 > maxStmt {
 			if err := flush(); err != nil {

@@ -535,7 +535,7 @@ func TableDigest(ctx context.Context, db *sql.DB, database, table string, column
 	}
 	var dg digest
 	if len(cols) > 0 {
-		_, err = scanRows(ctx, conn, selectRows(database, table, cols, nil), cols, nil, func(tuple []byte) error {
+		err = scanRows(ctx, conn, selectRows(database, table, cols, nil), cols, func(tuple []byte) error {
 			dg.add(tuple)
 			return nil
 		})
