@@ -234,3 +234,41 @@ func (c *sftpCLI) restoreAndCompare(t *testing.T, src string) {
 	}
 	t.Logf("restored %d files over SFTP, byte-identical", n)
 }
+
+// The CLI prints the fingerprint and the exact flag for an unknown host,
+// records the key once accepted, and doctor reports a healthy server.
+func TestSFTPCLIUnknownHostAndDoctor(t *testing.T) {
+	s := sshdtest.Start(t)
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skip("go tool not found to build shopvault")
+	}
+	cli := newSFTPCLI(t, s)
+	kh := filepath.Join(t.TempDir(), "known_hosts")
+	cli.env = append(cli.env, "SHOPVAULT_KNOWN_HOSTS="+kh)
+
+	var out bytes.Buffer
+	cmd := cli.command("init")
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() == 0 {
+		t.Fatalf("init against an unknown host: %v\n%s", err, out.String())
+	}
+	t.Logf("init against an unknown host:\n%s", out.String())
+	if want := "--accept-host-key " + s.HostKeyFingerprint; !strings.Contains(out.String(), want) {
+		t.Fatalf("init output does not tell the user %q:\n%s", want, out.String())
+	}
+	cli.run(t, "init", "--accept-host-key", s.HostKeyFingerprint)
+	if b, err := os.ReadFile(kh); err != nil || !strings.Contains(string(b), strings.TrimSpace(s.KnownHostsLine())) {
+		t.Fatalf("known_hosts after accepting: %q, %v", b, err)
+	}
+	report := cli.run(t, "doctor")
+	for _, want := range []string{"host key", "authentication", "fsync", "rename", "free space", "parallel sessions", "throughput"} {
+		if !strings.Contains(report, want) {
+			t.Errorf("doctor output lacks %q:\n%s", want, report)
+		}
+	}
+	if strings.Contains(report, "FAIL") {
+		t.Errorf("doctor reports a failure against a healthy sshd:\n%s", report)
+	}
+}

@@ -143,8 +143,10 @@ func (d *dialer) handshakeError(addr string, err error) error {
 	var uh *UnknownHostError
 	var hc *HostKeyChangedError
 	switch {
-	case errors.As(err, &uh), errors.As(err, &hc):
-		return backend.Permanent(err)
+	case errors.As(err, &uh):
+		return backend.Permanent(uh) // without "ssh: handshake failed: "
+	case errors.As(err, &hc):
+		return backend.Permanent(hc)
 	case strings.Contains(err.Error(), "unable to authenticate"):
 		return backend.Permanent(&AuthError{User: d.cfg.User, Host: addr, Keys: d.auth.desc, Err: err})
 	case strings.Contains(err.Error(), "host key") || strings.Contains(err.Error(), "knownhosts"):
