@@ -272,3 +272,42 @@ func TestSFTPCLIUnknownHostAndDoctor(t *testing.T) {
 		t.Errorf("doctor reports a failure against a healthy sshd:\n%s", report)
 	}
 }
+
+// A backup that fills the server's disk stops with a clear error and leaves
+// no snapshot.
+func TestSFTPCLIBackupDiskFull(t *testing.T) {
+	s := sshdtest.Start(t)
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skip("go tool not found to build shopvault")
+	}
+	mountTmpfs(t, filepath.Join(s.Root, "repo"), "size=4m,mode=0755")
+	cli := newSFTPCLI(t, s)
+	cli.run(t, "init")
+	src := filepath.Join(t.TempDir(), "shop")
+	for i := 0; i < 3; i++ {
+		writeRandomFile(t, filepath.Join(src, "img", "big"+string(rune('0'+i))), 4<<20)
+	}
+	var out bytes.Buffer
+	cmd := cli.command("backup", src)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	done := make(chan error, 1)
+	go func() { done <- cmd.Run() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(3 * time.Minute):
+		_ = cmd.Process.Kill()
+		t.Fatalf("backup into a full disk did not stop (retrying forever?)\n%s", out.String())
+	}
+	t.Logf("backup into a 4 MiB filesystem: %v\n%s", err, out.String())
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() == 0 {
+		t.Fatalf("backup into a full disk exited %v", err)
+	}
+	if !strings.Contains(out.String(), "is full") {
+		t.Fatalf("the error does not say the storage is full:\n%s", out.String())
+	}
+	if n := cli.snapshotCount(t); n != 0 {
+		t.Fatalf("a failed backup left %d snapshots", n)
+	}
+}

@@ -407,7 +407,7 @@ func TestSFTPDiskFull(t *testing.T) {
 	if !errors.Is(err, backend.ErrNoSpace) || !errors.Is(err, backend.ErrPermanent) {
 		t.Fatalf("save of 3 MiB into a 2 MiB filesystem: got %v, want a permanent ErrNoSpace", err)
 	}
-	if !strings.Contains(err.Error(), "is full (") || !strings.Contains(err.Error(), "GiB free") {
+	if !strings.Contains(err.Error(), "is full (") || !strings.Contains(err.Error(), "MiB free") {
 		t.Fatalf("message %q does not say the storage is full and how much is free", err)
 	}
 	if ctx.Err() != nil {

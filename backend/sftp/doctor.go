@@ -220,9 +220,9 @@ func spaceCheck(ctx context.Context, b *Backend) Check {
 		return Check{Name: "free space", OK: true, Detail: "unknown: " + err.Error()}
 	}
 	if free < 1<<30 {
-		return Check{Name: "free space", Detail: fmt.Sprintf("only %s free", gib(free))}
+		return Check{Name: "free space", Detail: fmt.Sprintf("only %s free", sizeString(free))}
 	}
-	return Check{Name: "free space", OK: true, Detail: gib(free) + " free"}
+	return Check{Name: "free space", OK: true, Detail: sizeString(free) + " free"}
 }
 
 // sessionsCheck opens up to doctorSessions connections at once and counts

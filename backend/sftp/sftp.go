@@ -281,7 +281,7 @@ func (b *Backend) writeError(c *conn, what string, err error, need int64) error 
 				return backend.Permanent(fmt.Errorf("%s: the repository storage at %s is read-only: %w", what, b.Location(), err))
 			}
 			if free < uint64(need)+1<<20 {
-				return backend.Permanent(fmt.Errorf("%s: %s (%s free): %w: %w", what, b.fullMessage(), gib(free), backend.ErrNoSpace, err))
+				return backend.Permanent(fmt.Errorf("%s: %s (%s free): %w: %w", what, b.fullMessage(), sizeString(free), backend.ErrNoSpace, err))
 			}
 		}
 	}
@@ -295,7 +295,12 @@ func (b *Backend) fullMessage() string {
 	return "the SFTP storage at " + b.cfg.Host + " is full"
 }
 
-func gib(n uint64) string {
+// sizeString formats a free-space figure: GiB, or MiB below one GiB so that a
+// nearly full box does not read "0.0 GiB".
+func sizeString(n uint64) string {
+	if n < 1<<30 {
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	}
 	return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
 }
 
@@ -573,7 +578,7 @@ func (b *Backend) CheckSpace(ctx context.Context, need uint64) error {
 		return nil
 	}
 	if free < need {
-		return backend.Permanent(fmt.Errorf("%s (%s free, %s needed): %w", b.fullMessage(), gib(free), gib(need), backend.ErrNoSpace))
+		return backend.Permanent(fmt.Errorf("%s (%s free, %s needed): %w", b.fullMessage(), sizeString(free), sizeString(need), backend.ErrNoSpace))
 	}
 	return nil
 }
