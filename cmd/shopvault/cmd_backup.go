@@ -75,68 +75,60 @@ func backupCommand() *cli.Command {
 			if c.NArg() == 0 && dbSource == nil {
 				return usageError("nothing to back up: give one or more paths (and/or --db)")
 			}
-			r, err := openRepo(ctx, c, anyKey)
-			if err != nil {
-				return err
-			}
-			defer r.Backend().Close()
-			lock, err := lockRepo(ctx, c, r, false)
-			if err != nil {
-				return err
-			}
-			defer lock.Unlock(ctx)
+			return withRepo(c, anyKey, sharedLock, func(r *repo.Repository) error {
 
-			var expected int64
-			if sns, _ := r.Snapshots(ctx); len(sns) > 0 {
-				expected = sns[len(sns)-1].Stats.Bytes
-			}
-			var bar *progressBar
-			if !c.Bool("json") {
-				bar = newProgressBar(c.App.ErrWriter, "backup", expected)
-			}
-			cacheDir := c.String("cache-dir")
-			if c.Bool("no-cache") {
-				cacheDir = ""
-			}
-			res, err := backup.Run(ctx, r, backup.Options{
-				Paths: c.Args().Slice(), Excludes: excludes, ExcludeCaches: c.Bool("exclude-caches"),
-				Tags: c.StringSlice("tag"), Hostname: c.String("host"), CacheDir: cacheDir,
-				Workers: c.Int("workers"), Uploaders: uploaders(c), Progress: backupProgress{bar}, DB: dbSource,
-			})
-			bar.finish()
-			sum := backupSummary{Command: "backup", Result: "ok", Duration: time.Since(start).Seconds()}
-			if res != nil {
-				st := res.Snapshot.Stats
-				sum.Snapshot = res.Snapshot.ID.String()
-				sum.Files, sum.Dirs, sum.Bytes, sum.BytesRead = st.Files, st.Dirs, st.Bytes, st.BytesRead
-				sum.BytesAdded, sum.StoredAdded, sum.Errors = st.BytesAdded, st.StoredAdded, st.Errors
-				sum.Warnings = res.Warnings
-			}
-			switch {
-			case errors.Is(err, backup.ErrPartial):
-				sum.Result = "partial"
-			case err != nil:
-				sum.Result = "failed"
-				sum.Error = err.Error()
-			}
-			if c.Bool("json") {
-				line, _ := json.Marshal(sum)
-				fmt.Fprintln(c.App.Writer, string(line))
-			} else if res != nil {
-				w := c.App.ErrWriter
-				for _, wmsg := range res.Warnings {
-					if bar == nil {
-						fmt.Fprintf(w, "warning: %s\n", wmsg)
+				var expected int64
+				if sns, _ := r.Snapshots(ctx); len(sns) > 0 {
+					expected = sns[len(sns)-1].Stats.Bytes
+				}
+				var bar *progressBar
+				if !c.Bool("json") {
+					bar = newProgressBar(c.App.ErrWriter, "backup", expected)
+				}
+				cacheDir := c.String("cache-dir")
+				if c.Bool("no-cache") {
+					cacheDir = ""
+				}
+				res, err := backup.Run(ctx, r, backup.Options{
+					Paths: c.Args().Slice(), Excludes: excludes, ExcludeCaches: c.Bool("exclude-caches"),
+					Tags: c.StringSlice("tag"), Hostname: c.String("host"), CacheDir: cacheDir,
+					Workers: c.Int("workers"), Uploaders: uploaders(c), Progress: backupProgress{bar}, DB: dbSource,
+				})
+				bar.finish()
+				sum := backupSummary{Command: "backup", Result: "ok", Duration: time.Since(start).Seconds()}
+				if res != nil {
+					st := res.Snapshot.Stats
+					sum.Snapshot = res.Snapshot.ID.String()
+					sum.Files, sum.Dirs, sum.Bytes, sum.BytesRead = st.Files, st.Dirs, st.Bytes, st.BytesRead
+					sum.BytesAdded, sum.StoredAdded, sum.Errors = st.BytesAdded, st.StoredAdded, st.Errors
+					sum.Warnings = res.Warnings
+				}
+				switch {
+				case errors.Is(err, backup.ErrPartial):
+					sum.Result = "partial"
+				case err != nil:
+					sum.Result = "failed"
+					sum.Error = err.Error()
+				}
+				if c.Bool("json") {
+					line, _ := json.Marshal(sum)
+					fmt.Fprintln(c.App.Writer, string(line))
+				} else if res != nil {
+					w := c.App.ErrWriter
+					for _, wmsg := range res.Warnings {
+						if bar == nil {
+							fmt.Fprintf(w, "warning: %s\n", wmsg)
+						}
+					}
+					fmt.Fprintf(w, "snapshot %s saved: %d files, %s; read %s, added %s (%s stored) in %s\n",
+						res.Snapshot.ID.Short(), sum.Files, fmtBytes(sum.Bytes), fmtBytes(sum.BytesRead),
+						fmtBytes(sum.BytesAdded), fmtBytes(sum.StoredAdded), fmtDuration(time.Since(start)))
+					if res.Snapshot.DB != nil {
+						fmt.Fprintf(w, "databases %v dumped at one consistent point (%s)\n", res.Snapshot.DB.Databases, res.Snapshot.DB.Method)
 					}
 				}
-				fmt.Fprintf(w, "snapshot %s saved: %d files, %s; read %s, added %s (%s stored) in %s\n",
-					res.Snapshot.ID.Short(), sum.Files, fmtBytes(sum.Bytes), fmtBytes(sum.BytesRead),
-					fmtBytes(sum.BytesAdded), fmtBytes(sum.StoredAdded), fmtDuration(time.Since(start)))
-				if res.Snapshot.DB != nil {
-					fmt.Fprintf(w, "databases %v dumped at one consistent point (%s)\n", res.Snapshot.DB.Databases, res.Snapshot.DB.Method)
-				}
-			}
-			return err
+				return err
+			})
 		},
 	}
 }
@@ -160,5 +152,3 @@ func snapshotRef(c *cli.Context) string {
 	}
 	return "latest"
 }
-
-var _ = repo.FormatVersion

@@ -120,37 +120,34 @@ func dbCommand() *cli.Command {
 				if cfg.DBName == "" {
 					return usageError("--into must name the target database, e.g. 'tcp(127.0.0.1:3306)/prestashop_copy'")
 				}
-				r, err := openRepo(ctx, c, readKey)
-				if err != nil {
-					return err
-				}
-				defer r.Backend().Close()
-				sn, err := r.FindSnapshot(ctx, snapshotRef(c))
-				if err != nil {
-					return err
-				}
-				m, err := loadManifest(ctx, r, sn)
-				if err != nil {
-					return err
-				}
-				if m.Database(c.String("db")) == nil {
-					return fmt.Errorf("snapshot %s has no database %q (it has %v)", sn.ID.Short(), c.String("db"), sn.DB.Databases)
-				}
-				start := time.Now()
-				rep, err := dump.Load(ctx, cfg, m, c.String("db"), snapshotDump{r: r, root: sn.Tree}, dump.LoadOptions{
-					Threads: c.Int("threads"), DropExisting: c.Bool("drop-existing"), Grants: c.Bool("grants"),
-				})
-				if err != nil {
-					return err
-				}
-				if c.Bool("json") {
-					b, _ := json.Marshal(rep)
-					fmt.Fprintln(c.App.Writer, string(b))
+				return withRepo(c, readKey, noLock, func(r *repo.Repository) error {
+					sn, err := r.FindSnapshot(ctx, snapshotRef(c))
+					if err != nil {
+						return err
+					}
+					m, err := loadManifest(ctx, r, sn)
+					if err != nil {
+						return err
+					}
+					if m.Database(c.String("db")) == nil {
+						return fmt.Errorf("snapshot %s has no database %q (it has %v)", sn.ID.Short(), c.String("db"), sn.DB.Databases)
+					}
+					start := time.Now()
+					rep, err := dump.Load(ctx, cfg, m, c.String("db"), snapshotDump{r: r, root: sn.Tree}, dump.LoadOptions{
+						Threads: c.Int("threads"), DropExisting: c.Bool("drop-existing"), Grants: c.Bool("grants"),
+					})
+					if err != nil {
+						return err
+					}
+					if c.Bool("json") {
+						b, _ := json.Marshal(rep)
+						fmt.Fprintln(c.App.Writer, string(b))
+						return nil
+					}
+					fmt.Fprintf(c.App.ErrWriter, "loaded %s into %s: %d tables, %d rows in %s; every table's row count and digest match the dump\n",
+						c.String("db"), cfg.DBName, rep.Tables, rep.Rows, fmtDuration(time.Since(start)))
 					return nil
-				}
-				fmt.Fprintf(c.App.ErrWriter, "loaded %s into %s: %d tables, %d rows in %s; every table's row count and digest match the dump\n",
-					c.String("db"), cfg.DBName, rep.Tables, rep.Rows, fmtDuration(time.Since(start)))
-				return nil
+				})
 			},
 		}},
 	}

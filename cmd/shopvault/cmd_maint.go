@@ -95,25 +95,17 @@ func forgetCommand() *cli.Command {
 		)...),
 		Action: func(c *cli.Context) error {
 			ctx := c.Context
-			r, err := openRepo(ctx, c, anyKey)
-			if err != nil {
-				return err
-			}
-			defer r.Backend().Close()
-			lock, err := lockRepo(ctx, c, r, true)
-			if err != nil {
-				return err
-			}
-			defer lock.Unlock(ctx)
-			n, err := forget(ctx, r, policyFromFlags(c), c.Bool("dry-run"), func(f string, a ...any) { fmt.Fprintf(c.App.Writer, f+"\n", a...) })
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(c.App.ErrWriter, "%d snapshots removed\n", n)
-			if c.Bool("prune") && !c.Bool("dry-run") {
-				return prune(ctx, c, r, repo.PruneOptions{})
-			}
-			return nil
+			return withRepo(c, anyKey, exclusiveLock, func(r *repo.Repository) error {
+				n, err := forget(ctx, r, policyFromFlags(c), c.Bool("dry-run"), func(f string, a ...any) { fmt.Fprintf(c.App.Writer, f+"\n", a...) })
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(c.App.ErrWriter, "%d snapshots removed\n", n)
+				if c.Bool("prune") && !c.Bool("dry-run") {
+					return prune(ctx, c, r, repo.PruneOptions{})
+				}
+				return nil
+			})
 		},
 	}
 }
@@ -142,22 +134,13 @@ func pruneCommand() *cli.Command {
 			&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "only show what would be deleted"},
 		),
 		Action: func(c *cli.Context) error {
-			ctx := c.Context
 			need := anyKey
 			if c.Bool("repack") {
 				need = readKey
 			}
-			r, err := openRepo(ctx, c, need)
-			if err != nil {
-				return err
-			}
-			defer r.Backend().Close()
-			lock, err := lockRepo(ctx, c, r, true)
-			if err != nil {
-				return err
-			}
-			defer lock.Unlock(ctx)
-			return prune(ctx, c, r, repo.PruneOptions{Repack: c.Bool("repack"), RepackThreshold: c.Float64("repack-threshold"), DryRun: c.Bool("dry-run")})
+			return withRepo(c, need, exclusiveLock, func(r *repo.Repository) error {
+				return prune(c.Context, c, r, repo.PruneOptions{Repack: c.Bool("repack"), RepackThreshold: c.Float64("repack-threshold"), DryRun: c.Bool("dry-run")})
+			})
 		},
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/shopvault/shopvault/repo"
 	"github.com/shopvault/shopvault/restore"
 )
 
@@ -40,72 +41,69 @@ func restoreCommand() *cli.Command {
 				return usageError("no target: pass --target DIR")
 			}
 			start := time.Now()
-			r, err := openRepo(ctx, c, readKey)
-			if err != nil {
-				return err
-			}
-			defer r.Backend().Close()
-			sn, err := r.FindSnapshot(ctx, snapshotRef(c))
-			if err != nil {
-				return err
-			}
-			var bar *progressBar
-			if !c.Bool("json") {
-				bar = newProgressBar(c.App.ErrWriter, "restore", sn.Stats.Bytes)
-			}
-			o := restore.Options{
-				Target: target, Include: c.StringSlice("include"), Exclude: c.StringSlice("exclude"),
-				Overwrite: c.Bool("overwrite"), IgnoreErrors: c.Bool("ignore-errors"), Workers: c.Int("workers"),
-				Owner: os.Geteuid() == 0 && !c.Bool("no-owner"), Progress: restoreProgress{bar},
-			}
-			res, err := restore.Restore(ctx, r, sn, o)
-			bar.finish()
-			if err != nil {
-				return err
-			}
-			report := map[string]any{"snapshot": sn.ID.String(), "target": target, "files": res.Files, "dirs": res.Dirs,
-				"bytes": res.Bytes, "skipped": res.Skipped, "damaged": res.Damaged}
-			var vres *restore.VerifyResult
-			if !c.Bool("no-verify") {
-				vres, err = restore.Verify(ctx, r, sn, o)
+			return withRepo(c, readKey, noLock, func(r *repo.Repository) error {
+				sn, err := r.FindSnapshot(ctx, snapshotRef(c))
 				if err != nil {
-					return fmt.Errorf("verify: %w", err)
+					return err
 				}
-				probs := []string{}
-				for _, p := range vres.Problems {
-					probs = append(probs, p.Path+": "+p.What)
+				var bar *progressBar
+				if !c.Bool("json") {
+					bar = newProgressBar(c.App.ErrWriter, "restore", sn.Stats.Bytes)
 				}
-				report["verified_files"], report["verify_problems"] = vres.Files, probs
-			}
-			report["duration_seconds"] = time.Since(start).Seconds()
-			if c.Bool("json") {
-				b, _ := json.Marshal(report)
-				fmt.Fprintln(c.App.Writer, string(b))
-			} else {
-				w := c.App.ErrWriter
-				fmt.Fprintf(w, "restored snapshot %s into %s: %d files, %d dirs, %s in %s\n", sn.ID.Short(), target, res.Files, res.Dirs, fmtBytes(res.Bytes), fmtDuration(time.Since(start)))
-				if res.Skipped > 0 {
-					fmt.Fprintf(w, "%d files were already correct and kept\n", res.Skipped)
+				o := restore.Options{
+					Target: target, Include: c.StringSlice("include"), Exclude: c.StringSlice("exclude"),
+					Overwrite: c.Bool("overwrite"), IgnoreErrors: c.Bool("ignore-errors"), Workers: c.Int("workers"),
+					Owner: os.Geteuid() == 0 && !c.Bool("no-owner"), Progress: restoreProgress{bar},
 				}
-				for _, d := range res.Damaged {
-					fmt.Fprintf(w, "damaged: %s\n", d)
+				res, err := restore.Restore(ctx, r, sn, o)
+				bar.finish()
+				if err != nil {
+					return err
 				}
-				if vres != nil {
+				report := map[string]any{"snapshot": sn.ID.String(), "target": target, "files": res.Files, "dirs": res.Dirs,
+					"bytes": res.Bytes, "skipped": res.Skipped, "damaged": res.Damaged}
+				var vres *restore.VerifyResult
+				if !c.Bool("no-verify") {
+					vres, err = restore.Verify(ctx, r, sn, o)
+					if err != nil {
+						return fmt.Errorf("verify: %w", err)
+					}
+					probs := []string{}
 					for _, p := range vres.Problems {
-						fmt.Fprintf(w, "verify: %s: %s\n", p.Path, p.What)
+						probs = append(probs, p.Path+": "+p.What)
 					}
-					if len(vres.Problems) == 0 {
-						fmt.Fprintf(w, "verified: %d files match the snapshot (content hashes and metadata)\n", vres.Files)
+					report["verified_files"], report["verify_problems"] = vres.Files, probs
+				}
+				report["duration_seconds"] = time.Since(start).Seconds()
+				if c.Bool("json") {
+					b, _ := json.Marshal(report)
+					fmt.Fprintln(c.App.Writer, string(b))
+				} else {
+					w := c.App.ErrWriter
+					fmt.Fprintf(w, "restored snapshot %s into %s: %d files, %d dirs, %s in %s\n", sn.ID.Short(), target, res.Files, res.Dirs, fmtBytes(res.Bytes), fmtDuration(time.Since(start)))
+					if res.Skipped > 0 {
+						fmt.Fprintf(w, "%d files were already correct and kept\n", res.Skipped)
+					}
+					for _, d := range res.Damaged {
+						fmt.Fprintf(w, "damaged: %s\n", d)
+					}
+					if vres != nil {
+						for _, p := range vres.Problems {
+							fmt.Fprintf(w, "verify: %s: %s\n", p.Path, p.What)
+						}
+						if len(vres.Problems) == 0 {
+							fmt.Fprintf(w, "verified: %d files match the snapshot (content hashes and metadata)\n", vres.Files)
+						}
 					}
 				}
-			}
-			if len(res.Damaged) > 0 {
-				return fmt.Errorf("%d files could not be restored correctly", len(res.Damaged))
-			}
-			if vres != nil && len(vres.Problems) > 0 {
-				return fmt.Errorf("verification found %d problems", len(vres.Problems))
-			}
-			return nil
+				if len(res.Damaged) > 0 {
+					return fmt.Errorf("%d files could not be restored correctly", len(res.Damaged))
+				}
+				if vres != nil && len(vres.Problems) > 0 {
+					return fmt.Errorf("verification found %d problems", len(vres.Problems))
+				}
+				return nil
+			})
 		},
 	}
 }

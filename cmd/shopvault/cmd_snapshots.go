@@ -31,41 +31,37 @@ func snapshotsCommand() *cli.Command {
 		Usage: "list snapshots (works with the host key)",
 		Flags: withRepoFlags(&cli.BoolFlag{Name: "json", Usage: "print JSON"}),
 		Action: func(c *cli.Context) error {
-			ctx := c.Context
-			r, err := openRepo(ctx, c, anyKey)
-			if err != nil {
-				return err
-			}
-			defer r.Backend().Close()
-			sns, loadErr := r.Snapshots(ctx)
-			if c.Bool("json") {
-				out := []snapshotJSON{}
-				for _, s := range sns {
-					out = append(out, snapshotJSON{ID: s.ID.String(), Time: s.Time, Stored: s.StoredTime, Hostname: s.Hostname, Tags: s.Tags, Paths: s.Paths, Partial: s.Partial, Stats: s.Stats, DB: s.DB})
-				}
-				b, _ := json.MarshalIndent(out, "", "  ")
-				fmt.Fprintln(c.App.Writer, string(b))
-				return loadErr
-			}
-			tw := tabwriter.NewWriter(c.App.Writer, 0, 2, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tTime\tHost\tTags\tSize\tFiles\tPaths")
-			for _, s := range sns {
-				paths := strings.Join(s.Paths, " ")
-				if s.DB != nil {
-					for _, d := range s.DB.Databases {
-						paths += " " + path.Join("/db", d)
+			return withRepo(c, anyKey, noLock, func(r *repo.Repository) error {
+				sns, loadErr := r.Snapshots(c.Context)
+				if c.Bool("json") {
+					out := []snapshotJSON{}
+					for _, s := range sns {
+						out = append(out, snapshotJSON{ID: s.ID.String(), Time: s.Time, Stored: s.StoredTime, Hostname: s.Hostname, Tags: s.Tags, Paths: s.Paths, Partial: s.Partial, Stats: s.Stats, DB: s.DB})
 					}
+					b, _ := json.MarshalIndent(out, "", "  ")
+					fmt.Fprintln(c.App.Writer, string(b))
+					return loadErr
 				}
-				flag := ""
-				if s.Partial {
-					flag = " (partial)"
+				tw := tabwriter.NewWriter(c.App.Writer, 0, 2, 2, ' ', 0)
+				fmt.Fprintln(tw, "ID\tTime\tHost\tTags\tSize\tFiles\tPaths")
+				for _, s := range sns {
+					paths := strings.Join(s.Paths, " ")
+					if s.DB != nil {
+						for _, d := range s.DB.Databases {
+							paths += " " + path.Join("/db", d)
+						}
+					}
+					flag := ""
+					if s.Partial {
+						flag = " (partial)"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s%s\n", s.ID.Short(), s.Time.Local().Format("2006-01-02 15:04:05"), s.Hostname,
+						strings.Join(s.Tags, ","), fmtBytes(s.Stats.Bytes), s.Stats.Files, strings.TrimSpace(paths), flag)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s%s\n", s.ID.Short(), s.Time.Local().Format("2006-01-02 15:04:05"), s.Hostname,
-					strings.Join(s.Tags, ","), fmtBytes(s.Stats.Bytes), s.Stats.Files, strings.TrimSpace(paths), flag)
-			}
-			tw.Flush()
-			fmt.Fprintf(c.App.ErrWriter, "%d snapshots\n", len(sns))
-			return loadErr
+				tw.Flush()
+				fmt.Fprintf(c.App.ErrWriter, "%d snapshots\n", len(sns))
+				return loadErr
+			})
 		},
 	}
 }
@@ -82,72 +78,69 @@ func lsCommand() *cli.Command {
 		),
 		Action: func(c *cli.Context) error {
 			ctx := c.Context
-			r, err := openRepo(ctx, c, readKey)
-			if err != nil {
-				return err
-			}
-			defer r.Backend().Close()
-			sn, err := r.FindSnapshot(ctx, snapshotRef(c))
-			if err != nil {
-				return err
-			}
-			p := "/"
-			if c.NArg() > 1 {
-				p = path.Clean("/" + c.Args().Get(1))
-			}
-			node, tree, err := r.FindNode(ctx, sn.Tree, p)
-			if err != nil {
-				return err
-			}
-			print := func(full string, n *repo.Node) {
-				switch {
-				case c.Bool("json"):
-					b, _ := json.Marshal(struct {
-						Path string `json:"path"`
-						*repo.Node
-					}{full, n})
-					fmt.Fprintln(c.App.Writer, string(b))
-				case c.Bool("long"):
-					owner := n.User
-					if owner == "" {
-						owner = fmt.Sprint(n.UID)
-					}
-					group := n.Group
-					if group == "" {
-						group = fmt.Sprint(n.GID)
-					}
-					suffix := ""
-					if n.Type == repo.NodeSymlink {
-						suffix = " -> " + n.LinkTarget
-					}
-					fmt.Fprintf(c.App.Writer, "%s %8s %8s %10d %s %s%s\n", n.Mode, owner, group, n.Size, n.ModTime.Local().Format("2006-01-02 15:04"), full, suffix)
-				default:
-					fmt.Fprintln(c.App.Writer, full)
+			return withRepo(c, readKey, noLock, func(r *repo.Repository) error {
+				sn, err := r.FindSnapshot(ctx, snapshotRef(c))
+				if err != nil {
+					return err
 				}
-			}
-			if tree == nil {
-				print(p, node)
-				return nil
-			}
-			var walk func(dir string, t *repo.Tree) error
-			walk = func(dir string, t *repo.Tree) error {
-				for i := range t.Nodes {
-					n := &t.Nodes[i]
-					full := path.Join(dir, n.Name)
-					print(full, n)
-					if c.Bool("recursive") && n.Type == repo.NodeDir {
-						sub, err := r.LoadTree(ctx, *n.Subtree)
-						if err != nil {
-							return err
+				p := "/"
+				if c.NArg() > 1 {
+					p = path.Clean("/" + c.Args().Get(1))
+				}
+				node, tree, err := r.FindNode(ctx, sn.Tree, p)
+				if err != nil {
+					return err
+				}
+				print := func(full string, n *repo.Node) {
+					switch {
+					case c.Bool("json"):
+						b, _ := json.Marshal(struct {
+							Path string `json:"path"`
+							*repo.Node
+						}{full, n})
+						fmt.Fprintln(c.App.Writer, string(b))
+					case c.Bool("long"):
+						owner := n.User
+						if owner == "" {
+							owner = fmt.Sprint(n.UID)
 						}
-						if err := walk(full, sub); err != nil {
-							return err
+						group := n.Group
+						if group == "" {
+							group = fmt.Sprint(n.GID)
 						}
+						suffix := ""
+						if n.Type == repo.NodeSymlink {
+							suffix = " -> " + n.LinkTarget
+						}
+						fmt.Fprintf(c.App.Writer, "%s %8s %8s %10d %s %s%s\n", n.Mode, owner, group, n.Size, n.ModTime.Local().Format("2006-01-02 15:04"), full, suffix)
+					default:
+						fmt.Fprintln(c.App.Writer, full)
 					}
 				}
-				return nil
-			}
-			return walk(p, tree)
+				if tree == nil {
+					print(p, node)
+					return nil
+				}
+				var walk func(dir string, t *repo.Tree) error
+				walk = func(dir string, t *repo.Tree) error {
+					for i := range t.Nodes {
+						n := &t.Nodes[i]
+						full := path.Join(dir, n.Name)
+						print(full, n)
+						if c.Bool("recursive") && n.Type == repo.NodeDir {
+							sub, err := r.LoadTree(ctx, *n.Subtree)
+							if err != nil {
+								return err
+							}
+							if err := walk(full, sub); err != nil {
+								return err
+							}
+						}
+					}
+					return nil
+				}
+				return walk(p, tree)
+			})
 		},
 	}
 }

@@ -218,3 +218,30 @@ func defaultCacheDir() string {
 	}
 	return filepath.Join(os.TempDir(), "shopvault-cache")
 }
+
+type lockMode int
+
+const (
+	noLock lockMode = iota
+	sharedLock
+	exclusiveLock
+)
+
+// withRepo opens the repository, takes the lock, runs fn, and releases
+// both whatever fn returns.
+func withRepo(c *cli.Context, need keyNeed, lock lockMode, fn func(r *repo.Repository) error) error {
+	ctx := c.Context
+	r, err := openRepo(ctx, c, need)
+	if err != nil {
+		return err
+	}
+	defer r.Backend().Close()
+	if lock != noLock {
+		lh, err := lockRepo(ctx, c, r, lock == exclusiveLock)
+		if err != nil {
+			return err
+		}
+		defer lh.Unlock(context.WithoutCancel(ctx))
+	}
+	return fn(r)
+}
