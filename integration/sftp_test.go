@@ -319,23 +319,27 @@ func TestSFTPReconnectDuringTransfers(t *testing.T) {
 	}()
 	// Kill once a few operations are done, so others are in flight;
 	// keep the server down long enough for reconnects to be refused.
-	for i := 0; i < 4; i++ {
-		<-progress
+	workersDone := make(chan struct{})
+	go func() { wg.Wait(); close(workersDone) }()
+	waitFor := func(n int) {
+		for i := 0; i < n; i++ {
+			select {
+			case <-progress:
+			case <-workersDone:
+				return
+			case <-time.After(2 * time.Minute):
+				t.Fatal("no save or load finished for 2 minutes")
+			}
+		}
 	}
+	waitFor(4)
 	s.Kill()
 	time.Sleep(700 * time.Millisecond)
 	s.Restart(t)
-	for i := 0; i < 6; i++ {
-		<-progress
-	}
+	waitFor(6)
 	s.Kill()
 	s.Restart(t)
-	go func() {
-		for range progress {
-		}
-	}()
-	wg.Wait()
-	close(progress)
+	<-workersDone // progress is buffered for every event
 	close(errs)
 	for err := range errs {
 		t.Error(err)
