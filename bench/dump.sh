@@ -5,7 +5,8 @@
 # Starts the shared throwaway mariadbd "bench" (db.sh start bench) and fills database `prestashop`
 # (db.sh load bench SCALE; scale 1 = 9.9M rows, ~1.5 GB dump), then measures, alternating tools:
 #   dump:  mariadb-dump --single-transaction --quick | zstd -3 > file
-#          shopvault backup --db (no paths) --db-threads 1, then --db-threads 2 (each into a fresh repo)
+#          shopvault backup --db (no paths) --db-threads 1, then --db-threads 2 (each into a fresh,
+#          already initialised repository: the init is not timed)
 #          mydumper -t 2 (plain files)
 #   load:  shopvault db load --threads 2;  mariadb NEW < dump.sql;  myloader -t 2
 #   dedup: db.sh mutate bench 1, then a shopvault backup (--db-threads 2) into the repo of the
@@ -39,17 +40,24 @@ export RESTIC_REPOSITORY="$W/restic-repo" RESTIC_PASSWORD_FILE="$W/restic-pass" 
 echo "bench-password-$$" >"$RESTIC_PASSWORD_FILE"
 MDUMP="mariadb-dump --defaults-file='$CNF' --single-transaction --quick prestashop"
 
-# sv_dump THREADS: fresh repository sv-tN, init + backup of the database only
+# sv_dump THREADS: backup of the database only (no paths) into the fresh repository sv-tN
 sv_dump() {
-  local d="$W/sv-t$1"
-  "$SVB" init --repo "$d" --host-key "$HK.$1" --restore-key "$RK.$1" >/dev/null &&
-    "$SVB" backup --repo "$d" --host-key "$HK.$1" --cache-dir "$W/sv-cache-t$1" --json \
-      --db "unix($SOCK)/prestashop" --db-credentials "$CNF" --db-threads "$1"
+  "$SVB" backup --repo "$W/sv-t$1" --host-key "$HK.$1" --cache-dir "$W/sv-cache-t$1" --json \
+    --db "unix($SOCK)/prestashop" --db-credentials "$CNF" --db-threads "$1"
 }
+for t in 1 2; do "$SVB" init --repo "$W/sv-t$t" --host-key "$HK.$t" --restore-key "$RK.$t" >"$OUT/init-t$t.txt" 2>&1; done
 export -f sv_dump
 
-declare -A T M
-run() { measure "$1" bash -c "$2"; T[$1]=$WALL; M[$1]=$RSS; }
+# server CPU seconds (utime+stime of mariadbd) spent during a step, next to the client's cpu
+HZ=$(getconf CLK_TCK)
+srvcpu() { awk '{ print $14 + $15 }' "/proc/$PID/stat"; }
+declare -A T M U S
+run() {
+  local s0; s0=$(srvcpu)
+  measure "$1" bash -c "$2"; T[$1]=$WALL; M[$1]=$RSS; U[$1]=$CPU
+  S[$1]=$(awk -v a="$s0" -v b="$(srvcpu)" -v hz="$HZ" 'BEGIN { printf "%.1f", (b-a)/hz }')
+  echo "    server cpu ${S[$1]} s" >&2
+}
 
 echo "== dump" >&2
 run mariadb_dump_zstd "$MDUMP | zstd -3 -q -T1 > '$W/dump.sql.zst'"
@@ -82,22 +90,27 @@ run restic_day1 "$MDUMP | restic backup -q --stdin --stdin-filename prestashop.s
 SG=$(( $(dub "$W/sv-t2") - S0 )); RG=$(( $(dub "$RESTIC_REPOSITORY") - R0 ))
 
 # ---- table ----
-line() { # op sv peer target(max ratio) unit peer-name
+line() { # op sv peer target(max ratio) unit peer-name [sv-step peer-step]
   local r a b
   r=$(ratio "$2" "$3"); a="${2:+$2 $5}"; b="${3:+$3 $5}"
+  if [ -n "${7:-}" ]; then
+    a="$a (cpu ${U[$7]} + server ${S[$7]})"; b="$b (cpu ${U[$8]} + server ${S[$8]})"
+  fi
   printf '| %s | %s | %s: %s | %s | ≤ %s | %s |\n' "$1" "${a:-n/a}" "$6" "${b:-n/a}" "$r" "$4" "$(verdict "$r" "$4")"
 }
 {
   echo "dump.sh scale $SCALE: ~$ROWS rows, $(mib "$DATA") MiB data+index, mariadb-dump $(mib "$DSIZE") MiB ($(mib "$ZSIZE") MiB zstd -3); $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) × $(lscpu | sed -n 's/^Model name: *//p'); $(mariadbd --version | grep -o 'Ver [^ ]*'); $(mydumper --version | cut -d, -f1); $(restic version | cut -d' ' -f1-2); shopvault $(git -C "$ROOT" rev-parse --short HEAD)"
   echo
-  echo "| operation | shopvault | peer | ratio | target | met |"
+  echo "| operation | shopvault | peer | ratio shopvault/peer | target | met |"
   echo "|---|---|---|---|---|---|"
-  line "dump, 1 thread, wall" "${T[sv_dump_t1]}" "${T[mariadb_dump_zstd]}" 0.7 s "mariadb-dump \\| zstd -3"
-  line "dump, 2 threads, wall" "${T[sv_dump_t2]}" "${T[mydumper_t2]}" 1 s "mydumper -t 2"
-  line "load, 2 threads, wall" "${T[sv_load]}" "${T[mariadb_load]}" 0.35 s "mariadb < dump.sql"
-  line "load, 2 threads, wall" "${T[sv_load]}" "${T[myloader_t2]}" 1 s "myloader -t 2"
+  line "dump, 1 thread, wall" "${T[sv_dump_t1]}" "${T[mariadb_dump_zstd]}" 0.7 s "mariadb-dump \\| zstd -3" sv_dump_t1 mariadb_dump_zstd
+  line "dump, 2 threads, wall" "${T[sv_dump_t2]}" "${T[mydumper_t2]}" 1 s "mydumper -t 2" sv_dump_t2 mydumper_t2
+  line "load, 2 threads, wall" "${T[sv_load]}" "${T[mariadb_load]}" 0.35 s "mariadb < dump.sql" sv_load mariadb_load
+  line "load, 2 threads, wall" "${T[sv_load]}" "${T[myloader_t2]}" 1 s "myloader -t 2" sv_load myloader_t2
   line "repository growth after one mutate day" "$(mib "$SG")" "$(mib "$RG")" 0.5 MiB "restic --stdin"
   echo "| peak RSS: dump t1 / t2 / load / day-1 backup | ${M[sv_dump_t1]} / ${M[sv_dump_t2]} / ${M[sv_load]} / ${M[sv_day1]} MiB | mariadb-dump\\|zstd ${M[mariadb_dump_zstd]}, mydumper ${M[mydumper_t2]}, myloader ${M[myloader_t2]}, restic day 1 ${M[restic_day1]} MiB | | (info) | |"
   echo "| day-1 backup wall | ${T[sv_day1]} s | restic --stdin: day 0 ${T[restic_day0]} s, day 1 ${T[restic_day1]} s | $(ratio "${T[sv_day1]}" "${T[restic_day1]}") | (info) | |"
   echo "| repository size after first dump | $(mib "$SVT2") MiB | restic day 0: $(mib "$R0") MiB | | (info) | |"
+  echo
+  echo "Wall time is the measure; cpu = the client's user+sys seconds, server = mariadbd's. 1-minute load average before each step: $(awk -F'\t' '{ printf "%s%s %s", (NR>1 ? ", " : ""), $1, $5 }' "$OUT/measurements.tsv")."
 } | tee "$OUT/table.md"
