@@ -57,6 +57,8 @@ type LoadReport struct {
 	Statements int64         `json:"statements"`
 	Started    time.Time     `json:"started"`
 	Duration   time.Duration `json:"duration"`
+	// Verify is the part of Duration spent verifying.
+	Verify time.Duration `json:"verify"`
 	// Checks holds one verification per table (all OK when Load returns no error).
 	Checks []TableCheck `json:"checks"`
 }
@@ -240,8 +242,10 @@ func Load(ctx context.Context, cfg *mysql.Config, m *Manifest, from string, src 
 		}
 	}
 
+	vstart := opts.Now()
 	checks, err := VerifyDatabase(ctx, pool, m, from, into)
 	rep.Checks = checks
+	rep.Verify = opts.Now().Sub(vstart)
 	rep.Duration = opts.Now().Sub(rep.Started)
 	if err != nil {
 		return rep, err
