@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -76,6 +77,14 @@ func backupCommand() *cli.Command {
 				return usageError("nothing to back up: give one or more paths (and/or --db)")
 			}
 			return withRepo(c, anyKey, sharedLock, func(r *repo.Repository) error {
+				// A full Storage Box is a clear error before reading anything.
+				if sc, ok := r.Backend().(interface {
+					CheckSpace(context.Context, uint64) error
+				}); ok {
+					if err := sc.CheckSpace(ctx, 2*uint64(r.Config().PackSize)); err != nil {
+						return err
+					}
+				}
 
 				var expected int64
 				if sns, _ := r.Snapshots(ctx); len(sns) > 0 {

@@ -115,6 +115,16 @@ func prune(ctx context.Context, c *cli.Context, r *repo.Repository, o repo.Prune
 	if err != nil {
 		return err
 	}
+	// Uploads that a killed client never finished (SFTP leaves temporary files).
+	if tr, ok := r.Backend().(interface {
+		RemoveStaleTemp(context.Context, time.Duration) (int, error)
+	}); ok && !o.DryRun {
+		if n, err := tr.RemoveStaleTemp(ctx, 24*time.Hour); err != nil {
+			warnf(c, "warning: removing stale temporary files: %v", err)
+		} else if n > 0 {
+			warnf(c, "removed %d temporary files of interrupted uploads", n)
+		}
+	}
 	verb := "deleted"
 	if o.DryRun {
 		verb = "would delete"

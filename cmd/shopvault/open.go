@@ -85,6 +85,9 @@ func sftpConfig(c *cli.Context, loc string) (sftp.Config, error) {
 	cfg.KeyFile = setting(c, "ssh-key", func(f *config.Config) string { return f.SSH.KeyFile })
 	cfg.KeyPassphraseFile = setting(c, "ssh-passphrase-file", func(f *config.Config) string { return f.SSH.PassphraseFile })
 	cfg.AcceptHostKey = setting(c, "accept-host-key", func(f *config.Config) string { return f.SSH.AcceptHostKey })
+	cfg.OnRetry = func(op string, attempt int, delay time.Duration, err error) {
+		warnf(c, "warning: %s failed (%v); reconnecting, attempt %d in %s", op, err, attempt, delay.Round(time.Millisecond))
+	}
 	cfg.Connections = c.Int("connections")
 	cfg.LimitUploadKiB = c.Int("limit-upload")
 	cfg.LimitDownloadKiB = c.Int("limit-download")
