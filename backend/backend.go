@@ -27,10 +27,12 @@ const (
 	SnapshotFile FileType = "snapshots"
 	RefsFile     FileType = "refs"
 	LockFile     FileType = "locks"
+	// VerifiedFile records that a drill restored and verified a snapshot.
+	VerifiedFile FileType = "verified"
 )
 
 // AllTypes lists every FileType in the order a check walks them.
-var AllTypes = []FileType{ConfigFile, KeyFile, IndexFile, SnapshotFile, RefsFile, LockFile, PackFile}
+var AllTypes = []FileType{ConfigFile, KeyFile, IndexFile, SnapshotFile, RefsFile, LockFile, VerifiedFile, PackFile}
 
 // Handle names one stored file. For ConfigFile the Name is ignored.
 type Handle struct {
@@ -52,7 +54,7 @@ func (h Handle) Valid() error {
 		return nil
 	}
 	switch h.Type {
-	case KeyFile, PackFile, IndexFile, SnapshotFile, RefsFile, LockFile:
+	case KeyFile, PackFile, IndexFile, SnapshotFile, RefsFile, LockFile, VerifiedFile:
 	default:
 		return fmt.Errorf("invalid file type %q", h.Type)
 	}

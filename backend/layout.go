@@ -19,7 +19,7 @@ func Path(h Handle) string {
 // Dirs returns every directory a repository needs, relative to its root,
 // including the 256 pack shards.
 func Dirs() []string {
-	dirs := []string{string(KeyFile), string(IndexFile), string(SnapshotFile), string(RefsFile), string(LockFile), string(PackFile)}
+	dirs := []string{string(KeyFile), string(IndexFile), string(SnapshotFile), string(RefsFile), string(LockFile), string(VerifiedFile), string(PackFile)}
 	const hex = "0123456789abcdef"
 	for i := 0; i < 256; i++ {
 		dirs = append(dirs, path.Join(string(PackFile), string([]byte{hex[i>>4], hex[i&15]})))

@@ -50,7 +50,6 @@ type Snapshot struct {
 	Partial  bool          `json:"partial,omitempty"`
 	Stats    SnapshotStats `json:"stats"`
 	DB       *DBInfo       `json:"db,omitempty"`
-	Verified *time.Time    `json:"verified,omitempty"`
 	Program  string        `json:"program"`
 
 	// Filled when loaded:

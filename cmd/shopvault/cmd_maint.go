@@ -60,11 +60,16 @@ func forget(ctx context.Context, r *repo.Repository, p schedule.Policy, dryRun b
 	if p.Empty() {
 		return 0, errors.New("no retention policy: give --keep-* flags or a [retention] section in the configuration")
 	}
+	verified, err := r.Verifications(ctx)
+	if err != nil {
+		return 0, err
+	}
 	byID := map[string]*repo.Snapshot{}
 	var in []schedule.Snapshot
 	for _, s := range sns {
 		byID[s.ID.String()] = s
-		in = append(in, schedule.Snapshot{ID: s.ID.String(), Time: s.Time, StoredTime: s.StoredTime, Host: s.Hostname, Tags: s.Tags, Verified: s.Verified != nil})
+		_, ok := verified[s.ID]
+		in = append(in, schedule.Snapshot{ID: s.ID.String(), Time: s.Time, StoredTime: s.StoredTime, Host: s.Hostname, Tags: s.Tags, Verified: ok})
 	}
 	keep, remove := schedule.ApplyPolicy(in, p, time.Now())
 	for _, d := range keep {
