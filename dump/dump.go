@@ -148,6 +148,9 @@ func (e *SchemaChangedError) Unwrap() error { return e.Err }
 // errLockTimeout marks a lock statement that did not finish within the lock timeout.
 var errLockTimeout = errors.New("lock wait timed out")
 
+// errLockUnavailable marks a lock statement the user has no privilege for.
+var errLockUnavailable = errors.New("lock not permitted")
+
 // column is one column of a table.
 type column struct {
 	name      string
@@ -358,6 +361,9 @@ func (d *dumper) boundedExec(ctx context.Context, s *session, q string, timeout 
 	if err != nil && (killed.Load() || isMySQLError(err, 1205, 1969, 1317, 3024)) {
 		return fmt.Errorf("%s: not granted within %s: %w (%v)", q, timeout, errLockTimeout, err)
 	}
+	if isMySQLError(err, 1227, 1044, 1142) {
+		return fmt.Errorf("%s: not permitted for this user (grant RELOAD, or LOCK TABLES for --lock-nontransactional): %w (%v)", q, errLockUnavailable, err)
+	}
 	return err
 }
 
@@ -442,7 +448,7 @@ func (d *dumper) run(ctx context.Context, dbs []string) (*Manifest, error) {
 	var infos []*dbInfo
 	if method != MethodSingle {
 		workers, infos, err = d.lockedStart(ctx, ctl, method, dbs, threads, m)
-		if errors.Is(err, errLockTimeout) {
+		if errors.Is(err, errLockTimeout) || errors.Is(err, errLockUnavailable) {
 			for _, w := range workers {
 				w.conn.Close()
 			}
