@@ -303,14 +303,10 @@ func (rs *restorer) plan(ctx context.Context, tree repo.ID) error {
 }
 
 func (rs *restorer) run(ctx context.Context) error {
-	// directories, parents first (the walk is breadth first)
-	for _, d := range rs.dirs {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if err := rs.mkdir(d); err != nil {
-			return err
-		}
+	// directories, parents first: the walk is breadth first, so rs.dirs
+	// is sorted by depth and each depth can be created in parallel
+	if err := byDepth(ctx, rs.o.Workers, rs.dirs, rs.mkdir); err != nil {
+		return err
 	}
 	// special files and symlinks
 	if err := parallel(ctx, rs.o.Workers, len(rs.others), func(_ context.Context, _, i int) error {
@@ -355,12 +351,12 @@ func (rs *restorer) run(ctx context.Context) error {
 	// not change a finished directory's mtime
 	dirs := slices.Clone(rs.dirs)
 	sort.SliceStable(dirs, func(i, j int) bool { return dirs[i].depth > dirs[j].depth })
-	return parallelByDepth(ctx, rs.o.Workers, dirs, rs.dirMeta)
+	return byDepth(ctx, rs.o.Workers, dirs, rs.dirMeta)
 }
 
-// parallelByDepth runs fn over dirs (sorted deepest first), one depth at a
+// byDepth runs fn over dirs (sorted by depth, either way), one depth at a
 // time, in parallel within a depth.
-func parallelByDepth(ctx context.Context, workers int, dirs []entry, fn func(entry) error) error {
+func byDepth(ctx context.Context, workers int, dirs []entry, fn func(entry) error) error {
 	for len(dirs) > 0 {
 		n := 1
 		for n < len(dirs) && dirs[n].depth == dirs[0].depth {
@@ -1006,6 +1002,7 @@ func (rs *restorer) makeOther(e entry) error {
 		return fmt.Errorf("restore %s: unknown node type %q", e.path, n.Type)
 	}
 	var skipped bool
+	var metaErr error
 	err := rs.rt.at(e.rel, func(pfd int, name string) error {
 		if rs.o.Overwrite {
 			if err := removeAt(pfd, name); err != nil {
@@ -1025,10 +1022,14 @@ func (rs *restorer) makeOther(e entry) error {
 		if err != nil {
 			return err
 		}
-		return rs.applyMetaAt(pfd, name, e)
+		metaErr = rs.applyMetaAt(pfd, name, e)
+		return nil
 	})
 	if err != nil {
 		return rs.rt.pathErr("create "+string(n.Type), e.rel, err)
+	}
+	if metaErr != nil {
+		return metaErr
 	}
 	switch {
 	case skipped:
