@@ -1061,8 +1061,11 @@ func unixMode(m os.FileMode) uint32 {
 	return u
 }
 
+// timespecs gives atime and mtime for utimensat (atime = mtime: the
+// snapshot has no atime). Seconds and nanoseconds are taken apart so
+// that dates outside int64 nanoseconds (years before 1678) do not wrap.
 func timespecs(t time.Time) []unix.Timespec {
-	ts := unix.NsecToTimespec(t.UnixNano())
+	ts := unix.Timespec{Sec: t.Unix(), Nsec: int64(t.Nanosecond())}
 	return []unix.Timespec{ts, ts}
 }
 

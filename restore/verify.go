@@ -9,6 +9,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -179,8 +180,9 @@ func (v *verifier) check(e entry, buf *[]byte) {
 	if v.o.Owner && (st.Uid != n.UID || st.Gid != n.GID) {
 		v.problem(e, "owner %d:%d, the snapshot has %d:%d", st.Uid, st.Gid, n.UID, n.GID)
 	}
-	if got, want := st.Mtim.Nano(), n.ModTime.UnixNano(); got != want {
-		v.problem(e, "mtime %d, the snapshot has %d (ns since 1970)", got, want)
+	if st.Mtim.Sec != n.ModTime.Unix() || st.Mtim.Nsec != int64(n.ModTime.Nanosecond()) {
+		got := time.Unix(st.Mtim.Sec, st.Mtim.Nsec).UTC()
+		v.problem(e, "mtime %s, the snapshot has %s", got.Format(time.RFC3339Nano), n.ModTime.UTC().Format(time.RFC3339Nano))
 	}
 	switch n.Type {
 	case repo.NodeSymlink:
