@@ -23,7 +23,7 @@ type Source interface {
 }
 
 // DefaultDeferIndexesMinRows is the row count from which Load builds secondary indexes
-// after the data.
+// after the data, with LoadOptions.DeferIndexes.
 const DefaultDeferIndexesMinRows = 200000
 
 // LoadOptions control a load.
@@ -36,11 +36,13 @@ type LoadOptions struct {
 	// Grants also loads the users and grants of the dump (grants.sql, with the database
 	// name changed to the target's): for a full restore. Staging restores leave it off.
 	Grants bool
-	// KeepIndexes creates all indexes with the table instead of adding secondary indexes
-	// after the data for big tables.
-	KeepIndexes bool
-	// DeferIndexesMinRows: tables with at least this many rows get their secondary
-	// indexes after the data; 0 means DefaultDeferIndexesMinRows.
+	// DeferIndexes adds the secondary indexes of big tables (DeferIndexesMinRows) after
+	// their data. That is faster when a table does not fit in the server's buffer pool;
+	// when it does, building indexes as rows arrive costs less (measured: 18 s vs 30 s of
+	// server CPU for a 150 MB PrestaShop-like dump), so it is off by default.
+	DeferIndexes bool
+	// DeferIndexesMinRows: with DeferIndexes, tables with at least this many rows get their
+	// secondary indexes after the data; 0 means DefaultDeferIndexesMinRows.
 	DeferIndexesMinRows int64
 	// Progress receives table events; nil means none.
 	Progress Progress
@@ -118,8 +120,8 @@ func (e *VerifyError) Is(target error) bool { return target == ErrVerifyFailed }
 // Load loads database `from` of the manifest, read from src, into the database named in
 // cfg.DBName (created if missing; refused with ErrNotEmpty if it has tables unless
 // DropExisting). Tables load in parallel with foreign key and unique checks off, in the
-// session sql_mode/charset/time_zone of the dump; big tables get their secondary indexes
-// after the data. Then every table's row count and digest are recomputed; any difference
+// session sql_mode/charset/time_zone of the dump, committing every 16 INSERTs; optionally
+// (DeferIndexes) big tables get their secondary indexes after the data. Then every table's row count and digest are recomputed; any difference
 // is a *VerifyError naming each table. The report is returned also with a VerifyError.
 func Load(ctx context.Context, cfg *mysql.Config, m *Manifest, from string, src Source, opts LoadOptions) (*LoadReport, error) {
 	if m == nil {
@@ -291,11 +293,24 @@ type loader struct {
 
 // execStream runs every statement of a stream on conn; rewrite (if not nil) may change each.
 func (l *loader) execStream(ctx context.Context, conn *sql.Conn, name string, rewrite func(string) string) error {
+	return l.execStreamBatched(ctx, conn, name, rewrite, 0)
+}
+
+// execStreamBatched is execStream committing every commitEvery INSERT statements in one
+// transaction (0: autocommit each), which saves a log flush per statement.
+func (l *loader) execStreamBatched(ctx context.Context, conn *sql.Conn, name string, rewrite func(string) string, commitEvery int) error {
 	rc, err := l.src.OpenStream(ctx, l.from, name)
 	if err != nil {
 		return fmt.Errorf("load: open stream %s/%s: %w", l.from, name, err)
 	}
 	defer rc.Close()
+	if commitEvery > 0 {
+		if _, err := conn.ExecContext(ctx, "SET autocommit = 0"); err != nil {
+			return fmt.Errorf("load: %w", err)
+		}
+		defer conn.ExecContext(context.WithoutCancel(ctx), "SET autocommit = 1")
+	}
+	inserts := 0
 	cr := &countReader{r: rc}
 	sr := NewStatementReader(cr)
 	var n int64
@@ -315,6 +330,18 @@ func (l *loader) execStream(ctx context.Context, conn *sql.Conn, name string, re
 			return fmt.Errorf("load: stream %s/%s line %d: %w", l.from, name, sr.Line(), err)
 		}
 		n++
+		if commitEvery > 0 && strings.HasPrefix(q, "INSERT") {
+			if inserts++; inserts%commitEvery == 0 {
+				if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
+					return fmt.Errorf("load: stream %s/%s line %d: commit: %w", l.from, name, sr.Line(), err)
+				}
+			}
+		}
+	}
+	if commitEvery > 0 {
+		if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
+			return fmt.Errorf("load: stream %s/%s: commit: %w", l.from, name, err)
+		}
 	}
 	l.mu.Lock()
 	l.rep.Statements += n
@@ -338,7 +365,7 @@ func (l *loader) loadTable(ctx context.Context, conn *sql.Conn, t Table) error {
 	if p := l.opts.Progress; p != nil {
 		p.TableStarted(l.from, t.Name)
 	}
-	deferKeys := !l.opts.KeepIndexes && !t.HasForeignKeys && t.Rows >= l.opts.DeferIndexesMinRows
+	deferKeys := l.opts.DeferIndexes && !t.HasForeignKeys && t.Rows >= l.opts.DeferIndexesMinRows
 	var keys []string
 	seenCreate := false
 	rewrite := func(stmt string) string {
@@ -354,7 +381,7 @@ func (l *loader) loadTable(ctx context.Context, conn *sql.Conn, t Table) error {
 		}
 		return nc
 	}
-	if err := l.execStream(ctx, conn, t.Stream, rewrite); err != nil {
+	if err := l.execStreamBatched(ctx, conn, t.Stream, rewrite, 16); err != nil {
 		return err
 	}
 	if len(keys) > 0 {

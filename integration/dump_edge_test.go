@@ -158,7 +158,7 @@ func TestDumpEdgeCasesExact(t *testing.T) {
 		t.Errorf("table stream names the database or a date")
 	}
 
-	if _, err := dump.Load(ctx, s.RootConfig("edge_copy"), m, "edge", store, dump.LoadOptions{Threads: 2, DeferIndexesMinRows: 1}); err != nil {
+	if _, err := dump.Load(ctx, s.RootConfig("edge_copy"), m, "edge", store, dump.LoadOptions{Threads: 2, DeferIndexes: true, DeferIndexesMinRows: 1}); err != nil {
 		t.Fatalf("load: %v", err)
 	}
 	orig := dumpWithMariadbDump(t, s, "edge")
