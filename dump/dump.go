@@ -176,6 +176,7 @@ type tableInfo struct {
 type dbInfo struct {
 	name, charset, collation string
 	tables                   []*tableInfo
+	skipped                  []string // objects not (fully) dumped, with why
 }
 
 // Dump dumps the databases of opts consistently into sink and returns the manifest. cfg
@@ -761,17 +762,26 @@ func readSchema(ctx context.Context, conn *sql.Conn, db string) (*dbInfo, error)
 		}
 		return nil, fmt.Errorf("read database %q: %w", db, err)
 	}
-	rows, err := conn.QueryContext(ctx, "SELECT TABLE_NAME, IFNULL(ENGINE, ''), IFNULL(DATA_LENGTH, 0) + IFNULL(INDEX_LENGTH, 0) FROM information_schema.TABLES WHERE TABLE_SCHEMA = "+
-		quoteString(db)+" AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED') ORDER BY TABLE_NAME")
+	rows, err := conn.QueryContext(ctx, "SELECT TABLE_NAME, TABLE_TYPE, IFNULL(ENGINE, ''), IFNULL(DATA_LENGTH, 0) + IFNULL(INDEX_LENGTH, 0) FROM information_schema.TABLES WHERE TABLE_SCHEMA = "+
+		quoteString(db)+" AND TABLE_TYPE <> 'VIEW' ORDER BY TABLE_NAME")
 	if err != nil {
 		return nil, fmt.Errorf("list tables of %q: %w", db, err)
 	}
 	byName := map[string]*tableInfo{}
 	for rows.Next() {
 		t := &tableInfo{}
-		if err := rows.Scan(&t.name, &t.engine, &t.size); err != nil {
+		var typ string
+		if err := rows.Scan(&t.name, &typ, &t.engine, &t.size); err != nil {
 			rows.Close()
 			return nil, err
+		}
+		switch typ {
+		case "BASE TABLE":
+		case "SYSTEM VERSIONED":
+			info.skipped = append(info.skipped, fmt.Sprintf("table %s: system-versioned; only its current rows are dumped, not its history", t.name))
+		default:
+			info.skipped = append(info.skipped, fmt.Sprintf("%s %s: not supported, not dumped", strings.ToLower(typ), t.name))
+			continue
 		}
 		t.transactional = transactionalEngines[strings.ToLower(t.engine)]
 		t.consistent = t.transactional
@@ -923,7 +933,7 @@ type job struct {
 func (d *dumper) dumpAll(ctx context.Context, workers []*session, infos []*dbInfo, m *Manifest) error {
 	var jobs []job
 	for _, info := range infos {
-		md := Database{Name: info.name, CharacterSet: info.charset, Collation: info.collation}
+		md := Database{Name: info.name, CharacterSet: info.charset, Collation: info.collation, Skipped: info.skipped}
 		md.Streams = append(md.Streams, StreamSchema)
 		md.Tables = make([]Table, len(info.tables))
 		for i, t := range info.tables {

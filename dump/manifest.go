@@ -75,6 +75,9 @@ type Database struct {
 	Users []string `json:"users,omitempty"`
 	// GrantsSkipped says why users and grants are not in the dump (e.g. no access to mysql.*).
 	GrantsSkipped string `json:"grants_skipped,omitempty"`
+	// Skipped lists objects the dump does not hold (fully), with why: sequences, the
+	// history of system-versioned tables. The caller should report them.
+	Skipped []string `json:"skipped,omitempty"`
 }
 
 // Table is one dumped base table.

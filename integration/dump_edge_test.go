@@ -250,3 +250,22 @@ func TestDumpUsersAndGrants(t *testing.T) {
 		t.Errorf("dump without RELOAD: method %s, reason %q", m2.Method, m2.FallbackReason)
 	}
 }
+
+func TestDumpReportsUnsupported(t *testing.T) {
+	s := mariadbtest.Start(t)
+	s.Exec(t, "", "CREATE DATABASE u", "CREATE SEQUENCE u.seq_order", "CREATE TABLE u.t (id INT PRIMARY KEY) WITH SYSTEM VERSIONING",
+		"INSERT INTO u.t VALUES (1)", "UPDATE u.t SET id = 2")
+	store := newDumpMemStore()
+	m, err := dump.Dump(t.Context(), s.RootConfig("u"), dump.Options{}, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The current rows of the versioned table load and verify.
+	if _, err := dump.Load(t.Context(), s.RootConfig("u_copy"), m, "u", store, dump.LoadOptions{}); err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	sk := strings.Join(m.Database("u").Skipped, "\n")
+	if !strings.Contains(sk, "seq_order") || !strings.Contains(sk, "history") {
+		t.Errorf("skipped objects not reported: %q", sk)
+	}
+}
