@@ -386,6 +386,25 @@ func TestDumpBadInput(t *testing.T) {
 		// The lock is released: a write goes through at once.
 		s.Exec(t, "shop", "SET lock_wait_timeout = 2", "UPDATE m SET v = v + 1")
 	})
+	t.Run("cancelled", func(t *testing.T) {
+		cctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		sink := &funcSink{fn: func(ctx context.Context, database, name string, r io.Reader) error {
+			if name == "tables/t.sql" {
+				io.CopyN(io.Discard, r, 1000)
+				cancel()
+			}
+			return drain(r)
+		}}
+		start := time.Now()
+		m, err := dump.Dump(cctx, s.RootConfig("shop"), dump.Options{Threads: 2}, sink)
+		if !errors.Is(err, context.Canceled) || m != nil {
+			t.Fatalf("cancelled dump: err = %v, manifest %v", err, m != nil)
+		}
+		if d := time.Since(start); d > 20*time.Second {
+			t.Errorf("cancelled dump took %s to return", d)
+		}
+	})
 	t.Run("sink error", func(t *testing.T) {
 		boom := errors.New("disk full")
 		sink := &funcSink{fn: func(ctx context.Context, database, name string, r io.Reader) error {
