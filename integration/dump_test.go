@@ -221,4 +221,3 @@ func (s *dumpMemStore) keys() []string {
 	sort.Strings(out)
 	return out
 }
-
