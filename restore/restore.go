@@ -303,6 +303,14 @@ func (rs *restorer) plan(ctx context.Context, tree repo.ID) error {
 }
 
 func (rs *restorer) run(ctx context.Context) error {
+	if p := rs.o.Progress; p != nil {
+		var total, totalBytes int64 = int64(len(rs.links) + len(rs.others)), 0
+		for _, f := range rs.files {
+			total++
+			totalBytes += int64(f.e.node.Size)
+		}
+		p.Start(total, totalBytes)
+	}
 	// directories, parents first: the walk is breadth first, so rs.dirs
 	// is sorted by depth and each depth can be created in parallel
 	if err := byDepth(ctx, rs.o.Workers, rs.dirs, rs.mkdir); err != nil {
@@ -322,14 +330,6 @@ func (rs *restorer) run(ctx context.Context) error {
 		return err
 	}
 	bufs = nil
-	var total, totalBytes int64 = int64(len(rs.links) + len(rs.others)), 0
-	for _, f := range rs.files {
-		total++
-		totalBytes += f.size
-	}
-	if p := rs.o.Progress; p != nil {
-		p.Start(total, totalBytes)
-	}
 	if err := rs.runPacks(ctx, rs.packPlan()); err != nil {
 		return err
 	}
