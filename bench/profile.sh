@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Usage: bench/profile.sh [SCALE=0.5]   CPU (and heap) profile of shopvault's first backup and of
-# a second backup with nothing changed
+# Usage: bench/profile.sh [SCALE=0.5]   CPU (and heap) profile of shopvault's first backup, of
+# a second backup with nothing changed and of a full (verified) restore
 #
 # Builds a pprof-capable shopvault WITHOUT touching the product code: `go build -overlay` swaps
 # cmd/shopvault/main.go for a copy whose run() is wrapped by a CPU profile (SHOPVAULT_CPUPROFILE)
@@ -71,4 +71,10 @@ SHOPVAULT_CPUPROFILE="$P/cpu-nochange.pprof" /usr/bin/time -v -o "$P/time-nochan
   --no-default-excludes --json "$C" | tee "$P/summary-nochange.json"
 grep -E 'Elapsed|Maximum resident|Percent of CPU' "$P/time-nochange.txt"
 go tool pprof -top -cum -nodecount=30 "$SV/bin/shopvault-prof" "$P/cpu-nochange.pprof" 2>/dev/null | tee "$P/top-nochange-cum.txt"
-rm -rf "$P/repo" "$P/cache"
+echo "== full restore (verified)"
+SHOPVAULT_CPUPROFILE="$P/cpu-restore.pprof" /usr/bin/time -v -o "$P/time-restore.txt" \
+  "$SV/bin/shopvault-prof" restore --repo "$P/repo" --restore-key "$P/restore.key" latest --target "$P/restored" >/dev/null
+grep -E 'Elapsed|Maximum resident|Percent of CPU' "$P/time-restore.txt"
+go tool pprof -top -nodecount=25 "$SV/bin/shopvault-prof" "$P/cpu-restore.pprof" 2>/dev/null | tee "$P/top-restore.txt"
+go tool pprof -top -cum -nodecount=30 "$SV/bin/shopvault-prof" "$P/cpu-restore.pprof" 2>/dev/null | tee "$P/top-restore-cum.txt"
+rm -rf "$P/repo" "$P/cache" "$P/restored"
