@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -170,4 +171,39 @@ func TestTargetFull(t *testing.T) {
 		t.Fatalf("full target: %v", err)
 	}
 	t.Log(err)
+}
+
+// Restoring one file reads only its blobs, not whole packs.
+func TestSparsePackRead(t *testing.T) {
+	fx, sn, bad, _ := damagedRepo(t)
+	var mu sync.Mutex
+	var read int64
+	counting := &backendtest.Faulty{Backend: fx.be, Corrupt: func(h backend.Handle, off int64, b []byte) []byte {
+		if h.Type == backend.PackFile && h.Name == bad.String() {
+			mu.Lock()
+			read += int64(len(b))
+			mu.Unlock()
+		}
+		return b
+	}}
+	view := fx.open(counting)
+	// the last file with a blob in the pack
+	var last string
+	var lastOff uint32
+	_, tree, _ := fx.r.FindNode(t.Context(), sn.Tree, "/data")
+	for _, n := range tree.Nodes {
+		ie, _ := fx.r.Index().Lookup(repo.BlobHandle{Type: repo.DataBlob, ID: n.Content[0]})
+		if ie.Pack == bad && ie.Offset >= lastOff {
+			last, lastOff = "/data/"+n.Name, ie.Offset
+		}
+	}
+	target := t.TempDir()
+	if _, err := restore.Restore(t.Context(), view, sn, restore.Options{Target: target, Include: []string{last}}); err != nil {
+		t.Fatal(err)
+	}
+	equalBytes(t, filepath.Join(target, last), fx.want[last])
+	size := fx.r.Index().Packs()[bad]
+	if read == 0 || read > size/2 {
+		t.Fatalf("restoring %s read %d bytes of its %d-byte pack", last, read, size)
+	}
 }

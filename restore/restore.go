@@ -702,6 +702,14 @@ func (rs *restorer) runPacks(ctx context.Context, packs []*packJob) error {
 // maxOpenPerPack bounds the files a worker keeps open within one pack.
 const maxOpenPerPack = 64
 
+// A pack whose needed blobs make up less than 1/sparsePackRatio of the
+// bytes up to the last of them (and at least sparsePackMin) is read blob
+// by blob rather than streamed.
+const (
+	sparsePackMin   = 1 << 20
+	sparsePackRatio = 4
+)
+
 func (rs *restorer) processPack(ctx context.Context, pj *packJob, buf *[]byte) error {
 	inPack := map[*fileJob]int{}
 	for _, b := range pj.blobs {
@@ -778,29 +786,39 @@ func (rs *restorer) processPack(ctx context.Context, pj *packJob, buf *[]byte) e
 		}
 		return nil
 	}
-	pbs := make([]repo.PackedBlob, len(pj.blobs))
-	for i, b := range pj.blobs {
-		pbs[i] = b.pb
+	// A pack is streamed from its start up to its last needed blob. When
+	// only a small part of that is needed (a restore of a few files, a
+	// resume), the blobs are read one by one with ranged reads instead.
+	var needed, end int64
+	for _, b := range pj.blobs {
+		needed += int64(b.pb.Length)
+		end = int64(b.pb.Offset) + int64(b.pb.Length)
 	}
-	err := rs.r.StreamPack(ctx, pj.id, pbs, func(b repo.PackedBlob, data []byte) error {
-		req := find(b)
-		if req == nil || req.done {
-			return nil // a retried stream delivers blobs again
+	if end < sparsePackMin || needed*sparsePackRatio >= end {
+		pbs := make([]repo.PackedBlob, len(pj.blobs))
+		for i, b := range pj.blobs {
+			pbs[i] = b.pb
 		}
-		return deliver(req, data)
-	})
-	if err == nil {
-		return nil
+		err := rs.r.StreamPack(ctx, pj.id, pbs, func(b repo.PackedBlob, data []byte) error {
+			req := find(b)
+			if req == nil || req.done {
+				return nil // a retried stream delivers blobs again
+			}
+			return deliver(req, data)
+		})
+		if err == nil {
+			return nil
+		}
+		var le *localError
+		if errors.As(err, &le) {
+			return le.err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 	}
-	var le *localError
-	if errors.As(err, &le) {
-		return le.err
-	}
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	// The pack is damaged or unreadable. Whatever was not delivered is
-	// tried blob by blob (age authenticates 64 KiB chunks separately, so
+	// Blob by blob: a sparse need, or what a damaged or unreadable pack
+	// did not deliver (age authenticates 64 KiB chunks separately, so
 	// blobs away from the damage are still readable).
 	for _, req := range pj.blobs {
 		if req.done {
