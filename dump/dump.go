@@ -76,6 +76,9 @@ const DefaultMaxStatementBytes = 1 << 20
 // DefaultLockTimeout bounds each lock wait when Options.LockTimeout is zero.
 const DefaultLockTimeout = 10 * time.Second
 
+// DefaultTableLockTimeout bounds a table lock wait when Options.TableLockTimeout is zero.
+const DefaultTableLockTimeout = 5 * time.Minute
+
 // systemSchemas are never dumped unless named explicitly.
 var systemSchemas = map[string]bool{"mysql": true, "information_schema": true, "performance_schema": true, "sys": true}
 
@@ -89,6 +92,10 @@ type Options struct {
 	// LockTimeout bounds every lock wait (BACKUP STAGE, FTWRL, LOCK TABLES); 0 means
 	// DefaultLockTimeout.
 	LockTimeout time.Duration
+	// TableLockTimeout bounds the wait for a table's lock while dumping it (held by a
+	// running ALTER, or by a long write on a MyISAM/Aria table); the dump then fails naming
+	// the table. 0 means DefaultTableLockTimeout.
+	TableLockTimeout time.Duration
 	// LockNonTransactional holds a read lock on the non-transactional (MyISAM, Aria, ...)
 	// tables, taken at the consistency point and held until they are dumped, so they are
 	// consistent with the rest (writers to those tables wait meanwhile). Without it they are
@@ -192,6 +199,9 @@ func Dump(ctx context.Context, cfg *mysql.Config, opts Options, sink Sink) (*Man
 	}
 	if opts.LockTimeout <= 0 {
 		opts.LockTimeout = DefaultLockTimeout
+	}
+	if opts.TableLockTimeout <= 0 {
+		opts.TableLockTimeout = DefaultTableLockTimeout
 	}
 	if opts.MaxStatementBytes <= 0 {
 		opts.MaxStatementBytes = DefaultMaxStatementBytes
@@ -303,6 +313,12 @@ func (d *dumper) open(ctx context.Context) (*session, error) {
 	if err := setSession(ctx, conn); err != nil {
 		conn.Close()
 		return nil, err
+	}
+	// Waiting for a table's lock while reading it (a running ALTER, a long write on a MyISAM
+	// table) is bounded too.
+	if _, err := conn.ExecContext(ctx, fmt.Sprintf("SET SESSION lock_wait_timeout = %d", int(math.Ceil(d.opts.TableLockTimeout.Seconds())))); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("set session lock_wait_timeout: %w", err)
 	}
 	// With binary logging on, MariaDB logs SAVEPOINT into the transaction's binlog cache and
 	// then keeps metadata locks on ROLLBACK TO SAVEPOINT; a dump session writes nothing, so
@@ -1037,7 +1053,8 @@ func (tw *tableWriter) stream(ctx context.Context, db, name string, produce func
 	switch {
 	case perr != nil && errors.Is(perr, errSinkStopped):
 		return cw.n, fmt.Errorf("write stream %s/%s: the sink returned before reading it to the end", db, name)
-	case perr != nil && serr != nil && errors.Is(perr, serr):
+	case perr != nil && cw.err != nil && serr != nil:
+		// The producer failed because the sink did.
 		return cw.n, fmt.Errorf("write stream %s/%s: %w", db, name, serr)
 	case perr != nil:
 		return cw.n, perr
@@ -1050,13 +1067,17 @@ func (tw *tableWriter) stream(ctx context.Context, db, name string, produce func
 var errSinkStopped = errors.New("sink stopped reading")
 
 type countWriter struct {
-	w io.Writer
-	n int64
+	w   io.Writer
+	n   int64
+	err error // first write error
 }
 
 func (c *countWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n += int64(n)
+	if err != nil && c.err == nil {
+		c.err = err
+	}
 	return n, err
 }
 
@@ -1079,6 +1100,8 @@ func classify(db, table string, err error) error {
 		return &SchemaChangedError{Database: db, Table: table, What: "dropped or renamed (MariaDB error 1146)", Err: err}
 	case isMySQLError(err, 1054):
 		return &SchemaChangedError{Database: db, Table: table, What: "altered (a column disappeared)", Err: err}
+	case isMySQLError(err, 1205):
+		return fmt.Errorf("dump table %s.%s: locked longer than the lock timeout (a schema change running on it?): %w", quoteIdent(db), quoteIdent(table), err)
 	}
 	return fmt.Errorf("dump table %s.%s: %w", quoteIdent(db), quoteIdent(table), err)
 }

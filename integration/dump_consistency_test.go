@@ -265,6 +265,29 @@ func TestDumpDDLDuringDump(t *testing.T) {
 		})
 	}
 
+	// A table locked by another session (as by a long ALTER) is waited for only TableLockTimeout.
+	t.Run("locked table", func(t *testing.T) {
+		reset(t)
+		conn, err := s.DB(t, "ddl").Conn(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		if _, err := conn.ExecContext(t.Context(), "LOCK TABLES c WRITE"); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		_, err = dump.Dump(t.Context(), s.RootConfig("ddl"), dump.Options{Threads: 1, LockTimeout: time.Second, TableLockTimeout: time.Second}, newDumpMemStore())
+		if err == nil || !strings.Contains(err.Error(), "`c`") {
+			t.Fatalf("dump of a locked table: err = %v, want an error naming c", err)
+		}
+		if d := time.Since(start); d > 30*time.Second {
+			t.Errorf("waited %s for a locked table", d)
+		}
+		t.Logf("locked: %v", err)
+		conn.ExecContext(t.Context(), "UNLOCK TABLES")
+	})
+
 	// DDL on a table already dumped neither blocks (no metadata lock is kept) nor fails.
 	t.Run("alter dumped table", func(t *testing.T) {
 		reset(t)

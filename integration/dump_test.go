@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -211,13 +210,3 @@ func TestDumpPrestaShopRoundTrip(t *testing.T) {
 }
 
 func dumpFixedNow() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) }
-
-// keys returns the sorted keys of the store (for messages).
-func (s *dumpMemStore) keys() []string {
-	var out []string
-	for k := range s.streams {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
