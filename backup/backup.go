@@ -143,6 +143,11 @@ func Run(ctx context.Context, r *repo.Repository, o Options) (*Result, error) {
 		jobs:  make(chan fileJob, 64),
 		users: map[uint32]string{}, groups: map[uint32]string{},
 	}
+	unlock, err := a.cache.lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	a.saver = r.NewBlobSaver(ctx, o.Uploaders)

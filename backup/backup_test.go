@@ -8,6 +8,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -295,4 +296,49 @@ func TestFullDiskLeavesNoSnapshotAndNextBackupWorks(t *testing.T) {
 	if err != nil || !chk.OK() {
 		t.Fatalf("check: %v %v", err, chk.Problems)
 	}
+}
+
+func TestSecondBackupOnSameCacheIsRefused(t *testing.T) {
+	ctx := t.Context()
+	src := t.TempDir()
+	writeTree(t, src)
+	r, _, _ := newRepo(t, mem.New())
+	_ = r.LoadIndex(ctx)
+	cache := t.TempDir()
+	started := make(chan struct{})
+	release := make(chan struct{})
+	slow := &blockingSource{started: started, release: release}
+	done := make(chan error, 1)
+	go func() {
+		_, err := backup.Run(ctx, r, backup.Options{Paths: []string{src}, CacheDir: cache, Source: slow})
+		done <- err
+	}()
+	<-started
+	_, err := backup.Run(ctx, r, backup.Options{Paths: []string{src}, CacheDir: cache})
+	if !errors.Is(err, backup.ErrBusy) {
+		t.Fatalf("second concurrent backup: got %v, want ErrBusy", err)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatalf("first backup: %v", err)
+	}
+	if _, err := backup.Run(ctx, r, backup.Options{Paths: []string{src}, CacheDir: cache}); err != nil {
+		t.Fatalf("backup after the first finished: %v", err)
+	}
+}
+
+// blockingSource holds the first Open until released.
+type blockingSource struct {
+	backup.OS
+	once    sync.Once
+	started chan struct{}
+	release chan struct{}
+}
+
+func (b *blockingSource) Open(p string) (io.ReadCloser, error) {
+	b.once.Do(func() {
+		close(b.started)
+		<-b.release
+	})
+	return b.OS.Open(p)
 }

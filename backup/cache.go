@@ -6,9 +6,11 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/shopvault/shopvault/repo"
@@ -81,11 +83,48 @@ func (c *dirCache) store(dir string, entries []cacheEntry, old []byte) error {
 	if err := os.MkdirAll(filepath.Dir(name), 0o700); err != nil {
 		return err
 	}
-	tmp := name + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+	f, err := os.CreateTemp(filepath.Dir(name), ".tmp-")
+	if err != nil {
 		return err
 	}
-	return os.Rename(tmp, name)
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return err
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	return os.Rename(f.Name(), name)
+}
+
+// ErrBusy is returned when another backup of the same repository runs on
+// this host with the same cache.
+var ErrBusy = errors.New("another backup of this repository is running on this host")
+
+// lock takes an exclusive lock on the cache for the duration of a backup;
+// the returned func releases it. The kernel drops it if the process dies.
+func (c *dirCache) lock() (func(), error) {
+	if c.root == "" {
+		return func() {}, nil
+	}
+	dir := filepath.Dir(c.root)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("change cache %s: %w", dir, err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("change cache %s: %w", dir, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w (cache %s is locked); wait for it to finish", ErrBusy, dir)
+		}
+		return nil, fmt.Errorf("lock change cache %s: %w", dir, err)
+	}
+	return func() { f.Close() }, nil
 }
 
 // sweep removes cache files not used since the run started.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"math/rand"
+	"strings"
 	"testing"
 
 	"github.com/shopvault/shopvault/backend"
@@ -227,4 +228,46 @@ func TestLocks(t *testing.T) {
 	}
 	_ = l4.Unlock(ctx)
 	_ = context.Background()
+}
+
+func TestDamagedIndexAndSnapshotAreNamed(t *testing.T) {
+	ctx := t.Context()
+	be := mem.New()
+	_, restoreKey := initRepo(t, be)
+	r, _ := repo.Open(ctx, be, restoreKey)
+	sn := snapshotOf(t, r, [][]byte{randBytes(7, 1000)})
+	var index string
+	_ = be.List(ctx, backend.IndexFile, func(fi backend.FileInfo) error { index = fi.Name; return nil })
+	for _, tc := range []struct {
+		name string
+		h    backend.Handle
+		mod  func([]byte) []byte
+	}{
+		{"index bitflip", backend.Handle{Type: backend.IndexFile, Name: index}, func(b []byte) []byte { b = bytes.Clone(b); b[len(b)-3] ^= 0x40; return b }},
+		{"index truncated", backend.Handle{Type: backend.IndexFile, Name: index}, func(b []byte) []byte { return b[:len(b)/2] }},
+		{"snapshot bitflip", backend.Handle{Type: backend.SnapshotFile, Name: sn.ID.String()}, func(b []byte) []byte { b = bytes.Clone(b); b[len(b)/2] ^= 1; return b }},
+		{"snapshot empty", backend.Handle{Type: backend.SnapshotFile, Name: sn.ID.String()}, func(b []byte) []byte { return nil }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &backendtest.Faulty{Backend: be, Corrupt: func(h backend.Handle, off int64, b []byte) []byte {
+				if h == tc.h {
+					return tc.mod(b)
+				}
+				return b
+			}}
+			fr, err := repo.Open(ctx, f, restoreKey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := fr.Check(ctx, repo.CheckOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			all := errors.Join(res.Problems...)
+			var ce *repo.CorruptError
+			if res.OK() || !errors.As(all, &ce) || !strings.Contains(all.Error(), tc.h.Name[:8]) {
+				t.Fatalf("check did not name the damaged %s: %v", tc.h, res.Problems)
+			}
+		})
+	}
 }

@@ -74,7 +74,7 @@ func exitCode(ctx context.Context, err error) int {
 	switch {
 	case ctx.Err() != nil || errors.Is(err, context.Canceled):
 		return exitInterrupted
-	case errors.As(err, &locked):
+	case errors.As(err, &locked), errors.Is(err, backup.ErrBusy):
 		return exitLocked
 	case errors.Is(err, repo.ErrWrongKey), errors.Is(err, repo.ErrRecipientMismatch), errors.Is(err, repo.ErrNeedRestoreKey):
 		return exitWrongKey
