@@ -63,6 +63,12 @@ type Options struct {
 	// Include lists snapshot paths ("/var/www/shop/config") whose subtrees
 	// are restored, with their parent directories; empty means everything.
 	Include []string
+	// Rebase is a snapshot directory ("/var/www/shop") restored as the
+	// Target itself: its contents land directly under Target (Target/index.php
+	// for /var/www/shop/index.php) and nothing outside it is restored. Include
+	// paths must lie inside it. The directory's own metadata is not applied
+	// to Target. Verify with the same Rebase checks the same layout.
+	Rebase string
 	// Exclude lists glob patterns (path.Match) tried on the full snapshot
 	// path and on the base name; a matching directory is skipped whole.
 	Exclude []string
@@ -210,7 +216,7 @@ func Restore(ctx context.Context, r *repo.Repository, sn *repo.Snapshot, o Optio
 	if !r.CanRead() {
 		return nil, repo.ErrNeedRestoreKey
 	}
-	sel, err := newSelector(o.Include, o.Exclude)
+	sel, err := newSelector(o.Include, o.Exclude, o.Rebase)
 	if err != nil {
 		return nil, err
 	}

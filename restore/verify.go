@@ -54,7 +54,7 @@ func Verify(ctx context.Context, r *repo.Repository, sn *repo.Snapshot, o Option
 	if o.Target == "" {
 		return nil, errors.New("no restore target to verify: pass --target DIR")
 	}
-	sel, err := newSelector(o.Include, o.Exclude)
+	sel, err := newSelector(o.Include, o.Exclude, o.Rebase)
 	if err != nil {
 		return nil, err
 	}

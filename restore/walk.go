@@ -20,19 +20,35 @@ const maxDepth = 1024
 type selector struct {
 	include []string // cleaned absolute snapshot paths
 	exclude []string
+	// rebase is the snapshot directory restored as the target root
+	// itself ("" for none, see Options.Rebase).
+	rebase string
 }
 
-func newSelector(include, exclude []string) (*selector, error) {
+func newSelector(include, exclude []string, rebase string) (*selector, error) {
 	s := &selector{}
+	if rebase != "" {
+		s.rebase = path.Clean("/" + rebase)
+		if s.rebase == "/" {
+			s.rebase = ""
+		}
+	}
 	for _, inc := range include {
 		if strings.TrimSpace(inc) == "" {
 			return nil, fmt.Errorf("empty --include path: give a snapshot path such as /var/www/shop")
 		}
 		c := path.Clean("/" + inc)
+		if s.rebase != "" && c != s.rebase && !strings.HasPrefix(c, s.rebase+"/") {
+			return nil, fmt.Errorf("include %s is outside %s, the snapshot directory restored as the target", c, s.rebase)
+		}
 		if c == "/" {
-			return &selector{exclude: s.exclude}, nil // include of the root: everything
+			s.include = nil // include of the root: everything
+			break
 		}
 		s.include = append(s.include, c)
+	}
+	if s.rebase != "" && len(s.include) == 0 {
+		s.include = []string{s.rebase}
 	}
 	for _, ex := range exclude {
 		if _, err := path.Match(ex, ""); err != nil {
@@ -41,6 +57,19 @@ func newSelector(include, exclude []string) (*selector, error) {
 		s.exclude = append(s.exclude, ex)
 	}
 	return s, nil
+}
+
+// target returns the path under the target of snapshot path p, and false
+// for the paths that are not restored as entries: with a rebase, the
+// rebased directory itself (it is the target) and its ancestors.
+func (s *selector) target(p string) (string, bool) {
+	if s.rebase == "" {
+		return p[1:], true
+	}
+	if !strings.HasPrefix(p, s.rebase+"/") {
+		return "", false
+	}
+	return p[len(s.rebase)+1:], true
 }
 
 func (s *selector) excluded(p string) bool {
@@ -89,6 +118,15 @@ type entry struct {
 
 // checkIncludes makes sure every include exists in the snapshot.
 func (s *selector) checkIncludes(ctx context.Context, r *repo.Repository, rootTree repo.ID) error {
+	if s.rebase != "" {
+		n, _, err := r.FindNode(ctx, rootTree, s.rebase)
+		if err != nil {
+			return fmt.Errorf("rebase %s: %w", s.rebase, err)
+		}
+		if n.Type != repo.NodeDir {
+			return fmt.Errorf("rebase %s: is a %s in the snapshot, not a directory", s.rebase, n.Type)
+		}
+	}
 	for _, inc := range s.include {
 		if _, _, err := r.FindNode(ctx, rootTree, inc); err != nil {
 			return fmt.Errorf("include %s: %w", inc, err)
@@ -144,9 +182,10 @@ func walk(ctx context.Context, r *repo.Repository, rootTree repo.ID, sel *select
 				if !full && !(n.Type == repo.NodeDir && sel.ancestor(p)) {
 					continue
 				}
-				e := entry{path: p, rel: p[1:], depth: d.depth + 1, node: n}
-				if err := fn(e); err != nil {
-					return err
+				if rel, ok := sel.target(p); ok {
+					if err := fn(entry{path: p, rel: rel, depth: d.depth + 1, node: n}); err != nil {
+						return err
+					}
 				}
 				if n.Type == repo.NodeDir {
 					if n.Subtree == nil {
