@@ -246,6 +246,9 @@ func openPool(cfg *mysql.Config) (*sql.DB, error) {
 	if err := c.Apply(mysql.Charset(SessionCharset, "")); err != nil {
 		return nil, fmt.Errorf("database config: %w", err)
 	}
+	// The driver logs connection errors to stderr; a core package never prints (the errors
+	// are returned anyway).
+	c.Logger = quietLogger{}
 	c.InterpolateParams = false
 	c.MultiStatements = false
 	c.ParseTime = false
@@ -258,6 +261,11 @@ func openPool(cfg *mysql.Config) (*sql.DB, error) {
 	}
 	return sql.OpenDB(conn), nil
 }
+
+// quietLogger discards the driver's log output.
+type quietLogger struct{}
+
+func (quietLogger) Print(...any) {}
 
 func describeAddr(cfg *mysql.Config) string {
 	return fmt.Sprintf("%s(%s) as %q", cfg.Net, cfg.Addr, cfg.User)
