@@ -15,7 +15,7 @@ import (
 type restoreProgress struct{ bar *progressBar }
 
 func restoreFlags() []cli.Flag {
-	return withRepoFlags(
+	return append(withRepoFlags(
 		&cli.StringFlag{Name: "target", Aliases: []string{"t"}, Usage: "directory to restore into"},
 		&cli.StringSliceFlag{Name: "include", Aliases: []string{"i"}, Usage: "restore only this snapshot path (repeatable), e.g. /var/www/shop/config or /db/prestashop"},
 		&cli.StringSliceFlag{Name: "exclude", Aliases: []string{"e"}, Usage: "skip paths matching this glob (repeatable)"},
@@ -25,20 +25,23 @@ func restoreFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "no-verify", Usage: "skip re-reading the restored files against the snapshot"},
 		&cli.IntFlag{Name: "workers", Usage: "packs read in parallel", Value: 4},
 		&cli.BoolFlag{Name: "json", Usage: "print a JSON report"},
-	)
+	), recoveryRestoreFlags()...)
 }
 
 func restoreCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "restore",
-		Usage:     "restore a snapshot into a directory and verify it (needs the restore key)",
+		Usage:     "restore a snapshot into a directory (--target), a staging clone (--to staging) or the original server (--to full), and verify it (needs the restore key)",
 		ArgsUsage: "SNAPSHOT|latest",
 		Flags:     restoreFlags(),
 		Action: func(c *cli.Context) error {
 			ctx := c.Context
+			if c.String("to") != "" {
+				return restoreTo(c)
+			}
 			target := c.String("target")
 			if target == "" {
-				return usageError("no target: pass --target DIR")
+				return usageError("no target: pass --target DIR, --to staging (a target of the config) or --to full")
 			}
 			start := time.Now()
 			return withRepo(c, readKey, noLock, func(r *repo.Repository) error {
