@@ -218,6 +218,9 @@ func VerifyTarget(ctx context.Context, r *repo.Repository, sn *repo.Snapshot, o 
 			return nil, fmt.Errorf("the staging target %s holds snapshot %s (restored %s), not %s", rec.Root, rec.Snapshot[:8], rec.Time.Format(time.RFC3339), sn.ID.Short())
 		}
 		rep.Root, rep.Source = rec.Root, rec.Source
+		if !rec.Complete {
+			rep.check(false, "the staging restore of "+rec.Time.Format(time.RFC3339)+" did not complete", "run the restore again with --overwrite (and --drop-existing) to finish it")
+		}
 		rep.Files = &FilesReport{Damaged: []string{}}
 		ro := restore.Options{Target: rec.Root, Rebase: rec.Source, Owner: o.Owner, Workers: o.Workers}
 		if err := verifyFiles(ctx, r, sn, ro, rec.Excluded, rep.Files, now); err != nil {

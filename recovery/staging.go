@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"html"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"path"
@@ -65,7 +66,10 @@ const RecordFormat = 1
 // snapshot had it (before the rewrite), the rewrite, and what the rewrite
 // changed on purpose. The database password is not stored.
 type Record struct {
-	Format    int               `json:"format"`
+	Format int `json:"format"`
+	// Complete is false while the restore runs and stays false when it
+	// stopped (disk full, killed): verify then reports it.
+	Complete  bool              `json:"complete"`
 	Snapshot  string            `json:"snapshot"`
 	Time      time.Time         `json:"time"`
 	Root      string            `json:"root"`
@@ -139,12 +143,22 @@ func RestoreStaging(ctx context.Context, r *repo.Repository, sn *repo.Snapshot, 
 		}
 	}
 
+	if o.RecordPath != "" {
+		// A record of the attempt first, so verify can report an
+		// interrupted restore honestly.
+		if err := writeRecord(o.RecordPath, &Record{Format: RecordFormat, Snapshot: sn.ID.String(), Time: rep.Started, Root: o.Root, Source: source}); err != nil {
+			return rep, err
+		}
+	}
 	ro := restore.Options{Target: o.Root, Rebase: source, Overwrite: o.Overwrite, IgnoreErrors: o.IgnoreErrors,
 		Owner: o.Owner, Workers: o.Workers, Progress: o.Progress, Now: now}
 	fr, err := restoreFiles(ctx, r, sn, ro)
 	rep.Files = fr
 	if err != nil {
 		return rep, err
+	}
+	if err := rootMeta(ctx, r, sn, source, o.Root, o.Owner); err != nil {
+		rep.Warnings = append(rep.Warnings, err.Error())
 	}
 
 	shop, detectErr := prestashop.Detect(o.Root)
@@ -206,6 +220,7 @@ func RestoreStaging(ctx context.Context, r *repo.Repository, sn *repo.Snapshot, 
 		for _, e := range excl {
 			excluded = append(excluded, path.Join(source, e))
 		}
+		resetDirTimes(ctx, r, sn, source, o.Root, excl)
 		rewriteChecks(rep, checks)
 		if dr != nil {
 			// Which tables did the rewrite change? Their digests were
@@ -233,7 +248,7 @@ func RestoreStaging(ctx context.Context, r *repo.Repository, sn *repo.Snapshot, 
 	rep.RTOSeconds = now().Sub(rep.Started).Seconds()
 
 	if o.RecordPath != "" {
-		rec := &Record{Format: RecordFormat, Snapshot: sn.ID.String(), Time: rep.Started, Root: o.Root, Source: source,
+		rec := &Record{Format: RecordFormat, Complete: true, Snapshot: sn.ID.String(), Time: rep.Started, Root: o.Root, Source: source,
 			Excluded: excluded, Shop: before, Target: t}
 		rec.Target.DBPassword = ""
 		if dr != nil {
@@ -251,6 +266,45 @@ func threads(n int) int {
 		return 2
 	}
 	return n
+}
+
+// rootMeta gives the target root the mode, owner and mtime of the
+// snapshot directory restored there (the engine leaves the target's own
+// metadata alone), so the web server can read the clone as it read the shop.
+func rootMeta(ctx context.Context, r *repo.Repository, sn *repo.Snapshot, source, root string, owner bool) error {
+	n, _, err := r.FindNode(ctx, sn.Tree, source)
+	if err != nil {
+		return fmt.Errorf("metadata of %s: %w", source, err)
+	}
+	if owner {
+		if err := os.Lchown(root, int(n.UID), int(n.GID)); err != nil {
+			return fmt.Errorf("owner of %s: %w", root, err)
+		}
+	}
+	if err := os.Chmod(root, n.Mode&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)); err != nil {
+		return fmt.Errorf("mode of %s: %w", root, err)
+	}
+	if err := os.Chtimes(root, n.ModTime, n.ModTime); err != nil {
+		return fmt.Errorf("mtime of %s: %w", root, err)
+	}
+	return nil
+}
+
+// resetDirTimes gives the directories holding files the rewrite replaced
+// (atomically, by rename) their snapshot mtimes back, so that only the
+// rewritten files themselves differ from the snapshot.
+func resetDirTimes(ctx context.Context, r *repo.Repository, sn *repo.Snapshot, source, root string, rel []string) {
+	done := map[string]bool{}
+	for _, e := range rel {
+		for d := path.Dir(e); d != "." && d != "/" && !done[d]; d = path.Dir(d) {
+			done[d] = true
+			n, _, err := r.FindNode(ctx, sn.Tree, path.Join(source, d))
+			if err != nil || n.Type != repo.NodeDir {
+				continue
+			}
+			_ = os.Chtimes(filepath.Join(root, filepath.FromSlash(d)), n.ModTime, n.ModTime)
+		}
+	}
 }
 
 // checkEmptyDB refuses a target database that already has tables.
