@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path"
+	"slices"
 	"strings"
 
 	"golang.org/x/sync/errgroup"
@@ -183,7 +184,11 @@ func walk(ctx context.Context, r *repo.Repository, rootTree repo.ID, sel *select
 					continue
 				}
 				if rel, ok := sel.target(p); ok {
-					if err := fn(entry{path: p, rel: rel, depth: d.depth + 1, node: n}); err != nil {
+					// a right-sized copy, so that the decoded tree (and its
+					// slices' spare capacity) can be freed after this level
+					c := *n
+					c.Content = slices.Clone(n.Content)
+					if err := fn(entry{path: p, rel: rel, depth: d.depth + 1, node: &c}); err != nil {
 						return err
 					}
 				}
