@@ -249,3 +249,35 @@ func TestVerifyDoesNotFollowSymlinks(t *testing.T) {
 		t.Fatalf("verify followed a symlink inside the target: %v", v.Problems)
 	}
 }
+
+// Overwrite replaces entries of the wrong type: a fifo or a directory
+// where the snapshot has a file, a file where it has a directory.
+func TestOverwriteReplacesWrongTypes(t *testing.T) {
+	s := buildShop(t)
+	target := t.TempDir()
+	p := func(sp string) string { return filepath.Join(target, sp) }
+	if err := os.MkdirAll(p("etc/app.conf/sub"), 0o755); err != nil { // dir at a file path
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p("etc/app.conf/sub/x"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(p("var/www/shop"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(p("var/www/shop/big.bin"), 0o644); err != nil { // fifo at a file path
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p("usr"), []byte("file at a dir path"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := restore.Restore(t.Context(), s.fx.r, s.sn, restore.Options{Target: target, Overwrite: true, Owner: os.Geteuid() == 0}); err != nil {
+		t.Fatal(err)
+	}
+	equalBytes(t, p("etc/app.conf"), s.conf)
+	equalBytes(t, p("var/www/shop/big.bin"), s.big)
+	v, err := restore.Verify(t.Context(), s.fx.r, s.sn, restore.Options{Target: target, Owner: os.Geteuid() == 0})
+	if err != nil || !v.OK() {
+		t.Fatalf("verify: %v %v", err, v.Problems)
+	}
+}

@@ -569,14 +569,25 @@ func (rs *restorer) prepare(f *fileJob, buf *[]byte) error {
 // for a fresh file.
 func (rs *restorer) checkExisting(f *fileJob, layout []need, buf *[]byte) ([]bool, error) {
 	rel := f.e.rel
-	fd, err := rs.rt.open(rel, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
-	if err == unix.ENOENT {
-		return nil, nil
-	}
 	fresh := func() ([]bool, error) {
 		if err := rs.rt.remove(rel); err != nil {
 			return nil, rs.rt.pathErr("remove", rel, err)
 		}
+		return nil, nil
+	}
+	// look before opening: opening a device or fifo can have side effects
+	lst, err := rs.rt.lstat(rel)
+	if err == unix.ENOENT {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, rs.rt.pathErr("stat", rel, err)
+	}
+	if lst.Mode&unix.S_IFMT != unix.S_IFREG {
+		return fresh()
+	}
+	fd, err := rs.rt.open(rel, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
+	if err == unix.ENOENT {
 		return nil, nil
 	}
 	if err != nil {
