@@ -6,22 +6,27 @@
 //  1. plan: walk the selected part of the snapshot (trees loaded in
 //     parallel, breadth first) and collect directories, files, hard-link
 //     groups and special files;
-//  2. directories are created (parents first, 0700 until the end);
+//  2. directories are created (parents first, 0700 until the end), then
+//     symlinks, fifos and device nodes (sockets are skipped with a warning);
 //  3. files are prepared in parallel: each content blob's offset comes
 //     from the index; with Overwrite, an existing file of the right size is
 //     re-hashed blob by blob and only the blobs that differ are fetched
 //     (resume); blobs that are all zeros are never fetched or written, so
 //     sparse files keep their holes;
 //  4. every needed pack is read once, front to back (repo.StreamPack),
-//     Workers packs at a time, and each blob is written with pwrite to every
+//     Workers packs at a time (a pack of which only a small part is needed,
+//     as for an include or a resume, is read blob by blob with ranged reads
+//     instead; so is what a damaged pack did not deliver), and each blob is
+//     written with pwrite to every
 //     (file, offset) that needs it. A file is created with O_EXCL (and
 //     O_NOFOLLOW) by the first write and truncated to its final size at
 //     once, so an interrupted restore leaves files of the right size that a
 //     rerun can repair blob by blob (a file of one blob is just written
 //     whole); when its last blob is written, its owner, mode, xattrs and
 //     mtime are applied on the open fd;
-//  5. files that needed no fetch, special files, hard links, and finally
-//     directory metadata, deepest first.
+//  5. files that needed no fetch (empty, all holes, already correct), hard
+//     links to the first restored path of each group, and finally directory
+//     metadata, deepest first.
 //
 // Memory: the plan holds the selected tree nodes, one small record per
 // file (~350 bytes plus its path) and one per needed blob occurrence
