@@ -192,8 +192,9 @@ func (r *Repository) repack(ctx context.Context, ids []ID, used map[BlobHandle]s
 			saverIdx.addPack(e.Pack, 0, []PackedBlob{e.PackedBlob})
 		}
 	})
-	shadow := *r
-	shadow.idx = saverIdx
+	shadow := &Repository{be: r.be, cfg: r.cfg, sec: r.sec, codec: r.codec, identities: r.identities,
+		metaRecipients: r.metaRecipients, restoreRecipients: r.restoreRecipients, canRead: r.canRead,
+		canWrite: r.canWrite, idx: saverIdx, packCache: r.packCache, TempDir: r.TempDir}
 	s := shadow.NewBlobSaver(ctx, 2)
 	for _, id := range ids {
 		blobs := byPack[id]

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/shopvault/shopvault/backend"
+	"github.com/shopvault/shopvault/backend/backendtest"
 	"github.com/shopvault/shopvault/backend/mem"
 	"github.com/shopvault/shopvault/repo"
 )
@@ -101,5 +102,30 @@ func TestPruneWithHostKeyAndRepack(t *testing.T) {
 	}
 	if chk.Blobs != len(shared)+len(fresh)+1 {
 		t.Fatalf("after repack the index holds %d blobs, want %d (unused ones dropped)", chk.Blobs, len(shared)+len(fresh)+1)
+	}
+}
+
+func TestPrefetchTreesServesTreesWithoutStorage(t *testing.T) {
+	ctx := t.Context()
+	inner := mem.New()
+	_, restoreKey := initRepo(t, inner)
+	f := &backendtest.Faulty{Backend: inner}
+	r, _ := repo.Open(ctx, f, restoreKey)
+	sn := snapshotOf(t, r, [][]byte{randBytes(9, 5000)})
+	n, err := r.PrefetchTrees(ctx, sn, repo.DefaultTreeBudget)
+	if err != nil || n != 1 {
+		t.Fatalf("prefetch: %d trees, %v", n, err)
+	}
+	f.FailLoad = func(h backend.Handle) error {
+		if h.Type == backend.PackFile {
+			return backendtest.ErrInjected
+		}
+		return nil
+	}
+	if _, err := r.LoadTree(ctx, sn.Tree); err != nil {
+		t.Fatalf("a prefetched tree needed storage: %v", err)
+	}
+	if _, err := r.LoadBlob(ctx, repo.BlobHandle{Type: repo.DataBlob, ID: r.BlobID(randBytes(9, 5000))}, nil); err == nil {
+		t.Fatal("the fault injection did not apply to data blobs")
 	}
 }

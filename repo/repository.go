@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"filippo.io/age"
@@ -38,6 +39,7 @@ type Repository struct {
 	idx *Index
 
 	packCache *packCache
+	trees     atomic.Pointer[treeCache] // set by PrefetchTrees
 	// TempDir is where packs are assembled before upload ("" = os.TempDir()).
 	TempDir string
 }

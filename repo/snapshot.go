@@ -211,9 +211,16 @@ func (r *Repository) LoadRefs(ctx context.Context, id ID) ([]BlobHandle, error) 
 
 // LoadTree loads and validates a tree blob (restore key).
 func (r *Repository) LoadTree(ctx context.Context, id ID) (*Tree, error) {
-	data, err := r.LoadBlob(ctx, BlobHandle{Type: TreeBlob, ID: id}, nil)
-	if err != nil {
-		return nil, err
+	var data []byte
+	if c := r.trees.Load(); c != nil {
+		data, _ = c.get(id)
+	}
+	if data == nil {
+		var err error
+		data, err = r.LoadBlob(ctx, BlobHandle{Type: TreeBlob, ID: id}, nil)
+		if err != nil {
+			return nil, err
+		}
 	}
 	t, err := DecodeTree(data)
 	if err != nil {

@@ -225,6 +225,10 @@ func Restore(ctx context.Context, r *repo.Repository, sn *repo.Snapshot, o Optio
 	if err != nil {
 		return nil, err
 	}
+	// One sequential read per tree pack instead of a round trip per
+	// directory; a failure here is reported again by the walk that needs
+	// the tree, so it is not fatal.
+	_, _ = r.PrefetchTrees(ctx, sn, repo.DefaultTreeBudget)
 	if err := prepareTarget(o); err != nil {
 		return nil, err
 	}

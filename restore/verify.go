@@ -58,6 +58,10 @@ func Verify(ctx context.Context, r *repo.Repository, sn *repo.Snapshot, o Option
 	if err != nil {
 		return nil, err
 	}
+	// One sequential read per tree pack instead of a round trip per
+	// directory; a failure here is reported again by the walk that needs
+	// the tree, so it is not fatal.
+	_, _ = r.PrefetchTrees(ctx, sn, repo.DefaultTreeBudget)
 	if err := sel.checkIncludes(ctx, r, sn.Tree); err != nil {
 		return nil, err
 	}
