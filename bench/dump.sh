@@ -71,7 +71,7 @@ zstd -d -q "$W/dump.sql.zst" -o "$W/dump.sql"
 DSIZE=$(stat -c %s "$W/dump.sql")
 newdb() { sql -e "DROP DATABASE IF EXISTS $1; CREATE DATABASE $1 CHARACTER SET utf8mb4"; }
 newdb load_sv
-run sv_load "'$SVB' db load --repo '$W/sv-t2' --restore-key '$RK.2' latest --db prestashop --into 'unix($SOCK)/load_sv' --db-credentials '$CNF' --threads 2"
+run sv_load "'$SVB' db load --repo '$W/sv-t2' --restore-key '$RK.2' latest --db prestashop --into 'unix($SOCK)/load_sv' --db-credentials '$CNF' --threads 2 --json"
 sql -e "DROP DATABASE load_sv"
 newdb load_mariadb
 run mariadb_load "mariadb --defaults-file='$CNF' load_mariadb < '$W/dump.sql'"
@@ -109,6 +109,8 @@ line() { # op sv peer target(max ratio) unit peer-name [sv-step peer-step]
   line "load, 2 threads, wall" "${T[sv_load]}" "${T[myloader_t2]}" 1 s "myloader -t 2" sv_load myloader_t2
   line "repository growth after one mutate day" "$(mib "$SG")" "$(mib "$RG")" 0.5 MiB "restic --stdin"
   echo "| peak RSS: dump t1 / t2 / load / day-1 backup | ${M[sv_dump_t1]} / ${M[sv_dump_t2]} / ${M[sv_load]} / ${M[sv_day1]} MiB | mariadb-dump\\|zstd ${M[mariadb_dump_zstd]}, mydumper ${M[mydumper_t2]}, myloader ${M[myloader_t2]}, restic day 1 ${M[restic_day1]} MiB | | (info) | |"
+  VER=$(grep -o '"verify":[0-9]*' "$OUT/sv_load.out" | head -1 | cut -d: -f2)
+  echo "| shopvault db load: of which verification (row counts + digests read back) | ${VER:+$(awk -v n="$VER" 'BEGIN { printf "%.1f s", n/1e9 }')} | | | (info) | |"
   echo "| day-1 backup wall | ${T[sv_day1]} s | restic --stdin: day 0 ${T[restic_day0]} s, day 1 ${T[restic_day1]} s | $(ratio "${T[sv_day1]}" "${T[restic_day1]}") | (info) | |"
   echo "| repository size after first dump | $(mib "$SVT2") MiB | restic day 0: $(mib "$R0") MiB | | (info) | |"
   echo
