@@ -105,7 +105,13 @@ func dumpSame(t *testing.T, what string, a, b []byte) {
 			y = bl[i]
 		}
 		if x != y {
-			t.Fatalf("%s: mariadb-dump outputs differ at line %d:\n original: %.300s\n copy:     %.300s", what, i+1, x, y)
+			// Show the lines from a little before their first difference.
+			j := 0
+			for j < len(x) && j < len(y) && x[j] == y[j] {
+				j++
+			}
+			j = max(0, j-100)
+			t.Fatalf("%s: mariadb-dump outputs differ at line %d, byte %d:\n original: %.300s\n copy:     %.300s", what, i+1, j, x[j:], y[j:])
 		}
 	}
 }
@@ -165,6 +171,9 @@ func TestDumpPrestaShopRoundTrip(t *testing.T) {
 	if rep.Tables != 229 || len(rep.Checks) != 229 {
 		t.Errorf("load report: %d tables, %d checks", rep.Tables, len(rep.Checks))
 	}
+	if rep.LoadDataStatements == 0 || rep.LoadDataStatements >= rep.Statements {
+		t.Errorf("load report: %d of %d statements loaded as LOAD DATA, want some but not all", rep.LoadDataStatements, rep.Statements)
+	}
 	orig := dumpWithMariadbDump(t, s, "ps")
 	dumpSame(t, "Load", orig, dumpWithMariadbDump(t, s, "ps_copy"))
 
@@ -176,10 +185,15 @@ func TestDumpPrestaShopRoundTrip(t *testing.T) {
 	if _, err := dump.Load(ctx, s.RootConfig("ps_copy"), m, "ps", store, dump.LoadOptions{}); !errors.Is(err, dump.ErrNotEmpty) {
 		t.Fatalf("load into non-empty database: err = %v, want ErrNotEmpty", err)
 	}
-	// ...unless asked to replace it.
-	if _, err := dump.Load(ctx, s.RootConfig("ps_copy"), m, "ps", store, dump.LoadOptions{DropExisting: true, Threads: 3}); err != nil {
+	// ...unless asked to replace it; loading the INSERTs as they are gives the same result.
+	rep, err = dump.Load(ctx, s.RootConfig("ps_copy"), m, "ps", store, dump.LoadOptions{DropExisting: true, Threads: 3, Inserts: true})
+	if err != nil {
 		t.Fatalf("load with DropExisting: %v", err)
 	}
+	if rep.LoadDataStatements != 0 {
+		t.Errorf("Inserts: %d statements loaded as LOAD DATA", rep.LoadDataStatements)
+	}
+	dumpSame(t, "Load with Inserts", orig, dumpWithMariadbDump(t, s, "ps_copy"))
 
 	// Verification catches a changed value and a missing row, naming the tables.
 	s.Exec(t, "ps_copy", "UPDATE ps_orders SET total_paid = total_paid + 0.01 WHERE id_order = 2",
