@@ -194,7 +194,7 @@ func Run(ctx context.Context, r *repo.Repository, o Options) (*Result, error) {
 	}
 	finished = true
 
-	refsID, err := r.SaveRefs(ctx, a.refs)
+	refsID, err := r.SaveRefs(ctx, a.refs, parentRefs(ctx, r, o.Hostname, paths))
 	if err != nil {
 		return nil, err
 	}
@@ -713,4 +713,16 @@ func (a *archiver) fileDone(p string, size, read int64) {
 	if a.o.Progress != nil {
 		a.o.Progress.FileDone(p, size, read)
 	}
+}
+
+// parentRefs returns the refs id of the newest snapshot of the same host
+// and paths (zero if none), so the new refs list is stored as a delta.
+func parentRefs(ctx context.Context, r *repo.Repository, host string, paths []string) repo.ID {
+	sns, _ := r.Snapshots(ctx)
+	for i := len(sns) - 1; i >= 0; i-- {
+		if sns[i].Hostname == host && slices.Equal(sns[i].Paths, paths) {
+			return sns[i].Refs
+		}
+	}
+	return repo.ID{}
 }

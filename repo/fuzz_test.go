@@ -68,11 +68,14 @@ func FuzzDecodeTree(f *testing.F) {
 
 func FuzzDecodeRefs(f *testing.F) {
 	f.Add(EncodeRefs([]BlobHandle{{Type: DataBlob, ID: ID{1}}, {Type: TreeBlob, ID: ID{2}}}))
+	parent := ID{5}
+	f.Add(append(append(append([]byte{}, refsDeltaMagic...), parent[:]...), 1, 1, 1, 0x1, 0x2))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		refs, err := DecodeRefs(data)
 		if err != nil {
 			return
 		}
+		_ = decodeRefsFileNoPanic(data)
 		if !bytes.Equal(EncodeRefs(refs), data) && len(refs) > 0 {
 			// sorted+deduplicated input re-encodes identically
 			if _, err := DecodeRefs(EncodeRefs(refs)); err != nil {
@@ -101,4 +104,9 @@ func FuzzParseKeyFile(f *testing.F) {
 			t.Fatal("accepted a key file without identity")
 		}
 	})
+}
+
+func decodeRefsFileNoPanic(data []byte) error {
+	_, err := decodeRefsFile(data)
+	return err
 }

@@ -28,6 +28,7 @@ type PruneResult struct {
 	UnusedKept     int64 // bytes of unused blobs left in partly used packs
 	IndexRewritten bool
 	Unreferenced   int // packs in storage that no index named (interrupted backups)
+	RefsDeleted    int // refs lists of forgotten snapshots
 }
 
 // Prune deletes packs that no snapshot uses, reading only the snapshots'
@@ -51,6 +52,7 @@ func (r *Repository) Prune(ctx context.Context, o PruneOptions) (*PruneResult, e
 		return nil, fmt.Errorf("prune needs every snapshot readable: %w", err)
 	}
 	used := map[BlobHandle]struct{}{}
+	liveRefs := map[ID]bool{}
 	for _, sn := range sns {
 		refs, err := r.LoadRefs(ctx, sn.Refs)
 		if err != nil {
@@ -59,6 +61,23 @@ func (r *Repository) Prune(ctx context.Context, o PruneOptions) (*PruneResult, e
 		for _, h := range refs {
 			used[h] = struct{}{}
 		}
+		chain, err := r.RefsChain(ctx, sn.Refs)
+		if err != nil {
+			return nil, fmt.Errorf("snapshot %s: %w", sn.ID.Short(), err)
+		}
+		for _, id := range chain {
+			liveRefs[id] = true
+		}
+	}
+	// Refs lists no snapshot builds on any more (forgotten snapshots).
+	var deadRefs []string
+	if err := r.be.List(ctx, backend.RefsFile, func(fi backend.FileInfo) error {
+		if id, err := ParseID(fi.Name); err == nil && !liveRefs[id] {
+			deadRefs = append(deadRefs, fi.Name)
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("list refs: %w", err)
 	}
 	type packUse struct {
 		blobs      []PackedBlob
@@ -114,7 +133,16 @@ func (r *Repository) Prune(ctx context.Context, o PruneOptions) (*PruneResult, e
 	res.PacksDeleted = len(remove) + len(orphans)
 	res.PacksRepacked = len(repack)
 	res.PacksKept = len(keep)
-	if o.DryRun || (len(remove) == 0 && len(repack) == 0 && len(orphans) == 0) {
+	res.RefsDeleted = len(deadRefs)
+	if o.DryRun {
+		return res, nil
+	}
+	for _, name := range deadRefs {
+		if err := r.be.Remove(ctx, backend.Handle{Type: backend.RefsFile, Name: name}); err != nil && !backend.IsNotExist(err) {
+			return nil, fmt.Errorf("remove refs %s: %w", short(name), err)
+		}
+	}
+	if len(remove) == 0 && len(repack) == 0 && len(orphans) == 0 {
 		return res, nil
 	}
 

@@ -29,7 +29,7 @@ func snapshotOf(t *testing.T, r *repo.Repository, blobs [][]byte) *repo.Snapshot
 		t.Fatal(err)
 	}
 	refs = append(refs, repo.BlobHandle{Type: repo.TreeBlob, ID: tid})
-	refsID, err := r.SaveRefs(t.Context(), refs)
+	refsID, err := r.SaveRefs(t.Context(), refs, repo.ID{})
 	if err != nil {
 		t.Fatal(err)
 	}

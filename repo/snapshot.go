@@ -143,16 +143,30 @@ func (r *Repository) FindSnapshot(ctx context.Context, ref string) (*Snapshot, e
 	return nil, fmt.Errorf("snapshot id %q is ambiguous (%d matches): give more characters", ref, len(match))
 }
 
-var refsMagic = []byte("SVRF\x01")
+var (
+	refsMagic      = []byte("SVRF\x01") // a full list
+	refsDeltaMagic = []byte("SVRF\x02") // a parent list plus changes
+)
 
-// EncodeRefs renders a refs list (sorted, deduplicated).
+// MaxRefsDepth bounds a chain of delta refs lists; the next one is full.
+const MaxRefsDepth = 16
+
+// EncodeRefs renders a full refs list (sorted, deduplicated).
 func EncodeRefs(refs []BlobHandle) []byte {
+	refs = sortedRefs(refs)
+	out := append([]byte{}, refsMagic...)
+	return appendHandles(out, refs)
+}
+
+func sortedRefs(refs []BlobHandle) []BlobHandle {
 	refs = slices.Clone(refs)
 	slices.SortFunc(refs, compareHandles)
-	refs = slices.Compact(refs)
-	out := append([]byte{}, refsMagic...)
-	out = binary.AppendUvarint(out, uint64(len(refs)))
-	for _, h := range refs {
+	return slices.Compact(refs)
+}
+
+func appendHandles(out []byte, hs []BlobHandle) []byte {
+	out = binary.AppendUvarint(out, uint64(len(hs)))
+	for _, h := range hs {
 		out = append(out, byte(h.Type))
 		out = append(out, h.ID[:]...)
 	}
@@ -166,47 +180,179 @@ func compareHandles(a, b BlobHandle) int {
 	return slices.Compare(a.ID[:], b.ID[:])
 }
 
-// DecodeRefs parses a refs list.
-func DecodeRefs(data []byte) ([]BlobHandle, error) {
-	if len(data) < len(refsMagic) || string(data[:len(refsMagic)]) != string(refsMagic) {
-		return nil, errors.New("not a refs list (bad magic)")
-	}
-	d := decoder{buf: data[len(refsMagic):]}
+// refsFile is a decoded refs file: either a full list or a delta
+// against a parent refs file.
+type refsFile struct {
+	parent         ID // zero for a full list
+	depth          int
+	full           []BlobHandle
+	added, removed []BlobHandle
+}
+
+func (d *decoder) handles() []BlobHandle {
 	n := d.uvarint()
-	if d.err != nil || n*33 != uint64(len(d.buf)) {
-		return nil, errors.New("refs list length does not match its count")
+	if d.err != nil || n*33 > uint64(len(d.buf)) {
+		d.err = errors.New("refs count exceeds the file")
+		return nil
 	}
 	out := make([]BlobHandle, n)
 	for i := range out {
 		out[i].Type = BlobType(d.byte())
 		out[i].ID = d.id()
-		if out[i].Type != DataBlob && out[i].Type != TreeBlob {
-			return nil, fmt.Errorf("unknown blob type %d in refs", out[i].Type)
+		if d.err == nil && out[i].Type != DataBlob && out[i].Type != TreeBlob {
+			d.err = fmt.Errorf("unknown blob type %d in refs", out[i].Type)
+			return nil
 		}
 	}
-	return out, d.err
+	return out
 }
 
-// SaveRefs writes a refs list and returns its id.
-func (r *Repository) SaveRefs(ctx context.Context, refs []BlobHandle) (ID, error) {
-	id, err := r.SaveMeta(ctx, backend.RefsFile, EncodeRefs(refs))
+func decodeRefsFile(data []byte) (*refsFile, error) {
+	switch {
+	case len(data) >= len(refsMagic) && string(data[:len(refsMagic)]) == string(refsMagic):
+		d := decoder{buf: data[len(refsMagic):]}
+		full := d.handles()
+		if d.err == nil && len(d.buf) != 0 {
+			d.err = errors.New("trailing bytes after the refs list")
+		}
+		return &refsFile{full: full}, d.err
+	case len(data) >= len(refsDeltaMagic) && string(data[:len(refsDeltaMagic)]) == string(refsDeltaMagic):
+		d := decoder{buf: data[len(refsDeltaMagic):]}
+		f := &refsFile{parent: d.id(), depth: int(d.uvarint())}
+		f.added = d.handles()
+		f.removed = d.handles()
+		if d.err == nil && (f.parent.IsNull() || f.depth < 1 || f.depth > MaxRefsDepth) {
+			d.err = errors.New("bad delta refs header")
+		}
+		if d.err == nil && len(d.buf) != 0 {
+			d.err = errors.New("trailing bytes after the refs delta")
+		}
+		return f, d.err
+	}
+	return nil, errors.New("not a refs list (bad magic)")
+}
+
+// DecodeRefs parses a full refs list.
+func DecodeRefs(data []byte) ([]BlobHandle, error) {
+	f, err := decodeRefsFile(data)
+	if err != nil {
+		return nil, err
+	}
+	if !f.parent.IsNull() {
+		return nil, errors.New("a delta refs list needs its parent: use Repository.LoadRefs")
+	}
+	return f.full, nil
+}
+
+// SaveRefs writes the refs list of a new snapshot and returns its id.
+// When parent (the refs id of an earlier snapshot, or zero) is given, only
+// the difference is stored, so a night that changed 1% of the files adds
+// 1% of a list instead of all of it; chains are cut at MaxRefsDepth.
+func (r *Repository) SaveRefs(ctx context.Context, refs []BlobHandle, parent ID) (ID, error) {
+	refs = sortedRefs(refs)
+	plain := append([]byte{}, refsMagic...)
+	plain = appendHandles(plain, refs)
+	if !parent.IsNull() {
+		if pf, err := r.loadRefsFile(ctx, parent); err == nil && pf.depth < MaxRefsDepth {
+			if base, err := r.LoadRefs(ctx, parent); err == nil {
+				added, removed := diffRefs(base, refs)
+				if len(added)+len(removed) < len(refs)/2 {
+					plain = append([]byte{}, refsDeltaMagic...)
+					plain = append(plain, parent[:]...)
+					plain = binary.AppendUvarint(plain, uint64(pf.depth+1))
+					plain = appendHandles(plain, added)
+					plain = appendHandles(plain, removed)
+				}
+			}
+		}
+	}
+	id, err := r.SaveMeta(ctx, backend.RefsFile, plain)
 	if err != nil {
 		return ID{}, fmt.Errorf("save refs: %w", err)
 	}
 	return id, nil
 }
 
-// LoadRefs loads a snapshot's refs list.
-func (r *Repository) LoadRefs(ctx context.Context, id ID) ([]BlobHandle, error) {
+// diffRefs returns what b adds to and removes from a (both sorted).
+func diffRefs(a, b []BlobHandle) (added, removed []BlobHandle) {
+	i, j := 0, 0
+	for i < len(a) || j < len(b) {
+		switch {
+		case j == len(b) || (i < len(a) && compareHandles(a[i], b[j]) < 0):
+			removed = append(removed, a[i])
+			i++
+		case i == len(a) || compareHandles(a[i], b[j]) > 0:
+			added = append(added, b[j])
+			j++
+		default:
+			i++
+			j++
+		}
+	}
+	return added, removed
+}
+
+func (r *Repository) loadRefsFile(ctx context.Context, id ID) (*refsFile, error) {
 	plain, err := r.LoadMeta(ctx, backend.RefsFile, id.String())
 	if err != nil {
 		return nil, err
 	}
-	refs, err := DecodeRefs(plain)
+	f, err := decodeRefsFile(plain)
 	if err != nil {
 		return nil, &CorruptError{What: "refs/" + id.Short(), Err: err}
 	}
-	return refs, nil
+	return f, nil
+}
+
+// RefsChain returns the ids of the refs files a refs list is built from
+// (itself first), so prune keeps the parents of delta lists.
+func (r *Repository) RefsChain(ctx context.Context, id ID) ([]ID, error) {
+	var chain []ID
+	for cur := id; !cur.IsNull(); {
+		if len(chain) > MaxRefsDepth {
+			return nil, &CorruptError{What: "refs/" + id.Short(), Err: errors.New("delta chain too long")}
+		}
+		chain = append(chain, cur)
+		f, err := r.loadRefsFile(ctx, cur)
+		if err != nil {
+			return nil, err
+		}
+		cur = f.parent
+	}
+	return chain, nil
+}
+
+// LoadRefs loads a snapshot's refs list, resolving deltas.
+func (r *Repository) LoadRefs(ctx context.Context, id ID) ([]BlobHandle, error) {
+	f, err := r.loadRefsFile(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if f.parent.IsNull() {
+		return f.full, nil
+	}
+	if f.depth > MaxRefsDepth {
+		return nil, &CorruptError{What: "refs/" + id.Short(), Err: errors.New("delta chain too long")}
+	}
+	base, err := r.LoadRefs(ctx, f.parent)
+	if err != nil {
+		return nil, fmt.Errorf("parent of refs/%s: %w", id.Short(), err)
+	}
+	// base minus removed, plus added; all sorted.
+	out := make([]BlobHandle, 0, len(base)+len(f.added))
+	rm := f.removed
+	for _, h := range base {
+		for len(rm) > 0 && compareHandles(rm[0], h) < 0 {
+			rm = rm[1:]
+		}
+		if len(rm) > 0 && rm[0] == h {
+			continue
+		}
+		out = append(out, h)
+	}
+	out = append(out, f.added...)
+	slices.SortFunc(out, compareHandles)
+	return slices.Compact(out), nil
 }
 
 // LoadTree loads and validates a tree blob (restore key).
@@ -258,21 +404,11 @@ func (r *Repository) FindNode(ctx context.Context, root ID, path string) (*Node,
 	return cur, nil, nil
 }
 
-// RemoveSnapshot deletes a snapshot and its refs list. The blobs stay
-// until Prune.
+// RemoveSnapshot deletes a snapshot. Its refs list (which later
+// snapshots' delta lists may build on) and its blobs stay until Prune.
 func (r *Repository) RemoveSnapshot(ctx context.Context, sn *Snapshot) error {
 	if err := r.be.Remove(ctx, backend.Handle{Type: backend.SnapshotFile, Name: sn.ID.String()}); err != nil {
 		return fmt.Errorf("remove snapshot %s: %w", sn.ID.Short(), err)
-	}
-	// Another snapshot may share the refs list (identical content).
-	others, _ := r.Snapshots(ctx)
-	for _, o := range others {
-		if o.Refs == sn.Refs {
-			return nil
-		}
-	}
-	if err := r.be.Remove(ctx, backend.Handle{Type: backend.RefsFile, Name: sn.Refs.String()}); err != nil && !backend.IsNotExist(err) {
-		return fmt.Errorf("remove refs of snapshot %s: %w", sn.ID.Short(), err)
 	}
 	return nil
 }
