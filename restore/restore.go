@@ -36,8 +36,10 @@
 // worker.
 //
 // Safety: every path is built from names validated with repo.ValidName and
-// resolved beneath the target by the kernel with symlinks refused
-// (openat2 RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS, see root). Existing entries
+// resolved one component at a time from the target's fd, each directory
+// opened relative to its parent's fd with O_NOFOLLOW, so no symlink is ever
+// traversed (see root); the directory fds are cached, so a file costs one
+// single-name lookup. Existing entries
 // in the way (Overwrite) are removed, never followed; an existing file that
 // is hard-linked to something outside the restore is replaced, not written
 // into. Linux only.
@@ -471,7 +473,7 @@ func (rs *restorer) mkdir(d entry) error {
 			if st.Mode&unix.S_IFMT == unix.S_IFDIR {
 				return nil
 			}
-			if err := removeAt(pfd, name); err != nil {
+			if err := rs.rt.removeAt(pfd, name, d.rel); err != nil {
 				return err
 			}
 			err = unix.Mkdirat(pfd, name, 0o700)
@@ -1049,7 +1051,7 @@ func (rs *restorer) makeOther(e entry) error {
 	var metaErr error
 	err := rs.rt.at(e.rel, func(pfd int, name string) error {
 		if rs.o.Overwrite {
-			if err := removeAt(pfd, name); err != nil {
+			if err := rs.rt.removeAt(pfd, name, e.rel); err != nil {
 				return err
 			}
 		}

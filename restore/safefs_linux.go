@@ -1,33 +1,42 @@
 package restore
 
 import (
+	"container/list"
 	"errors"
 	"fmt"
 	"os"
 	"path"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
 
 // root is the restore target, opened once. Every path the restorer touches
 // is a slash-separated path relative to it, made of names validated with
-// repo.ValidName, and every lookup is resolved by the kernel beneath the
-// root fd with symlinks refused in every component (openat2 with
-// RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS). On kernels without openat2 (before
-// 5.6, or a seccomp filter that hides it) the same rule is enforced by
-// walking the components one by one with O_NOFOLLOW|O_DIRECTORY.
+// repo.ValidName (and checked again here), and it is resolved one
+// component at a time: each directory is opened relative to its parent's
+// fd with O_PATH|O_DIRECTORY|O_NOFOLLOW, and the last component is used
+// with O_NOFOLLOW or an *at call that does not follow it
+// (AT_SYMLINK_NOFOLLOW, unlinkat, mkdirat, symlinkat, ...). A single name
+// relative to a directory fd cannot leave that directory, and a symlink in
+// any component fails the lookup, so no symlink is ever traversed and
+// nothing outside the target is touched.
 //
-// So a hostile repository, or a target that already holds symlinks, cannot
-// make the restorer write outside the target: a symlink is only ever
-// created, replaced or stat'ed, never traversed.
+// Directory fds are cached (dirCache), so a file costs one single-component
+// lookup instead of a walk of its whole path from the target root. A cached
+// fd keeps pointing at the directory it was opened on: when the restorer
+// removes a directory (Overwrite), every cached fd at or below it is
+// dropped, so a later lookup resolves the path again and refuses whatever
+// now stands there. A directory that someone else renames or replaces
+// while the restore runs is not noticed (the same holds for an open file);
+// the directories a restore creates are 0700 until the end, so only their
+// owner can do that.
 type root struct {
-	fd        int
-	path      string
-	noOpenat2 bool
+	fd   int
+	path string
+	dirs *dirCache
 }
-
-const resolveFlags = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS
 
 // openRoot opens dir (which must exist and be a directory).
 func openRoot(dir string) (*root, error) {
@@ -35,17 +44,25 @@ func openRoot(dir string) (*root, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open restore target %s: %w", dir, err)
 	}
-	rt := &root{fd: fd, path: dir}
-	probe, err := unix.Openat2(fd, ".", &unix.OpenHow{Flags: unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC, Resolve: resolveFlags})
-	if err != nil {
-		rt.noOpenat2 = true
-	} else {
-		unix.Close(probe)
-	}
-	return rt, nil
+	return &root{fd: fd, path: dir, dirs: newDirCache(dirCacheSize())}, nil
 }
 
-func (rt *root) close() error { return unix.Close(rt.fd) }
+func (rt *root) close() error {
+	rt.dirs.closeAll()
+	return unix.Close(rt.fd)
+}
+
+// dirCacheSize bounds the cached directory fds by a quarter of the open
+// file limit (Go raises the soft limit to the hard one at start-up), so
+// that the files the workers keep open always fit.
+func dirCacheSize() int {
+	var rl unix.Rlimit
+	n := 1024
+	if unix.Getrlimit(unix.RLIMIT_NOFILE, &rl) == nil && rl.Cur/4 < uint64(n) {
+		n = int(rl.Cur / 4)
+	}
+	return max(n, 8)
+}
 
 // full returns the absolute path of rel, for messages.
 func (rt *root) full(rel string) string {
@@ -70,125 +87,160 @@ func isNoSpace(err error) bool {
 	return errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT)
 }
 
-// open opens rel beneath the root, never following a symlink in any
-// component (including the last). O_CLOEXEC and O_NOFOLLOW are always added.
-func (rt *root) open(rel string, flags int, mode uint32) (int, error) {
-	flags |= unix.O_CLOEXEC | unix.O_NOFOLLOW
-	if !rt.noOpenat2 {
-		how := &unix.OpenHow{Flags: uint64(flags), Mode: uint64(mode), Resolve: resolveFlags}
-		for {
-			fd, err := unix.Openat2(rt.fd, rel, how)
-			if err == unix.EINTR || err == unix.EAGAIN {
-				continue // a concurrent rename elsewhere on the system; retry
-			}
-			return fd, err
-		}
+// component checks that name is a single path component that stays in
+// its directory.
+func component(name string) error {
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
+		return unix.EXDEV
 	}
-	if rel == "." {
-		return unix.Openat(rt.fd, ".", flags, mode)
-	}
-	pfd, name, err := rt.walkParent(rel)
-	if err != nil {
-		return -1, err
-	}
-	defer unix.Close(pfd)
-	return unix.Openat(pfd, name, flags, mode)
+	return nil
 }
 
-// walkParent opens rel's parent directory component by component without
-// following symlinks (the fallback when openat2 is unavailable).
-func (rt *root) walkParent(rel string) (int, string, error) {
-	dir, name := path.Split(rel)
-	fd, err := unix.Openat(rt.fd, ".", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return -1, "", err
-	}
-	for _, c := range strings.Split(strings.Trim(dir, "/"), "/") {
-		if c == "" {
-			continue
-		}
-		if c == "." || c == ".." {
-			unix.Close(fd)
-			return -1, "", unix.EXDEV
-		}
-		nfd, err := unix.Openat(fd, c, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		unix.Close(fd)
-		if err != nil {
-			if err == unix.ENOTDIR {
-				err = unix.ELOOP // a symlink (or a file) where a directory must be
-			}
-			return -1, "", err
-		}
-		fd = nfd
-	}
-	return fd, name, nil
-}
-
-// parent opens rel's parent directory (O_PATH) and returns it with rel's
-// last component. The caller closes the fd.
-func (rt *root) parent(rel string) (int, string, error) {
+// split returns rel's parent directory ("." at the top) and last component.
+func split(rel string) (string, string) {
 	dir, name := path.Split(rel)
 	dir = strings.TrimSuffix(dir, "/")
 	if dir == "" {
 		dir = "."
 	}
-	fd, err := rt.open(dir, unix.O_PATH|unix.O_DIRECTORY, 0)
-	if err != nil {
-		return -1, "", err
+	return dir, name
+}
+
+// dir returns an O_PATH fd of the directory rel ("." for the root),
+// resolved component by component without following symlinks. The fd is
+// borrowed: call release when done with it, and never close it.
+func (rt *root) dir(rel string) (fd int, release func(), err error) {
+	if rel == "." || rel == "" {
+		return rt.fd, func() {}, nil
 	}
-	return fd, name, nil
+	if d := rt.dirs.get(rel); d != nil {
+		return d.fd, func() { rt.dirs.release(d) }, nil
+	}
+	parent, name := split(rel)
+	if err := component(name); err != nil {
+		return -1, nil, err
+	}
+	pfd, prelease, err := rt.dir(parent)
+	if err != nil {
+		return -1, nil, err
+	}
+	fd, err = openDir(pfd, name)
+	prelease()
+	if err != nil {
+		return -1, nil, err
+	}
+	d := rt.dirs.put(rel, fd)
+	return d.fd, func() { rt.dirs.release(d) }, nil
+}
+
+// openDir opens the directory name in pfd with O_PATH, refusing a symlink
+// (ELOOP) or anything else that is not a directory (ENOTDIR).
+func openDir(pfd int, name string) (int, error) {
+	for {
+		fd, err := unix.Openat(pfd, name, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err == unix.ENOTDIR {
+			// O_DIRECTORY refuses a symlink with ENOTDIR: say which it was
+			var st unix.Stat_t
+			if unix.Fstatat(pfd, name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK {
+				err = unix.ELOOP
+			}
+		}
+		return fd, err
+	}
+}
+
+// at runs fn with rel's parent directory fd and last component. The fd is
+// borrowed: fn must neither close it nor keep it.
+func (rt *root) at(rel string, fn func(pfd int, name string) error) error {
+	dir, name := split(rel)
+	if err := component(name); err != nil {
+		return err
+	}
+	pfd, release, err := rt.dir(dir)
+	if err != nil {
+		return err
+	}
+	defer release()
+	return fn(pfd, name)
+}
+
+// open opens rel beneath the root, never following a symlink in any
+// component (including the last). O_CLOEXEC and O_NOFOLLOW are always added.
+func (rt *root) open(rel string, flags int, mode uint32) (int, error) {
+	flags |= unix.O_CLOEXEC | unix.O_NOFOLLOW
+	if rel == "." || rel == "" {
+		return unix.Openat(rt.fd, ".", flags, mode)
+	}
+	fd := -1
+	err := rt.at(rel, func(pfd int, name string) error {
+		var err error
+		for {
+			fd, err = unix.Openat(pfd, name, flags, mode)
+			if err != unix.EINTR {
+				return err
+			}
+		}
+	})
+	return fd, err
 }
 
 // lstat stats rel without following a final symlink.
 func (rt *root) lstat(rel string) (unix.Stat_t, error) {
 	var st unix.Stat_t
-	pfd, name, err := rt.parent(rel)
-	if err != nil {
-		return st, err
-	}
-	defer unix.Close(pfd)
-	err = unix.Fstatat(pfd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
+	err := rt.at(rel, func(pfd int, name string) error {
+		return unix.Fstatat(pfd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
+	})
 	return st, err
-}
-
-// at runs fn with rel's parent directory fd and last component.
-func (rt *root) at(rel string, fn func(pfd int, name string) error) error {
-	pfd, name, err := rt.parent(rel)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(pfd)
-	return fn(pfd, name)
 }
 
 // remove deletes whatever is at rel (a directory with its contents), never
 // following symlinks. A missing rel is not an error.
 func (rt *root) remove(rel string) error {
 	return rt.at(rel, func(pfd int, name string) error {
-		return removeAt(pfd, name)
+		return rt.removeAt(pfd, name, rel)
 	})
 }
 
-func removeAt(pfd int, name string) error {
-	err := unix.Unlinkat(pfd, name, 0)
-	if err == nil || err == unix.ENOENT {
-		return nil
+// removeAt deletes name in pfd, which is rel in the target. Cached fds
+// at and below rel are dropped, so that whatever is made there next is
+// looked up afresh.
+func (rt *root) removeAt(pfd int, name, rel string) error {
+	removed, isDir, err := removeAt(pfd, name)
+	if removed || isDir {
+		rt.dirs.drop(rel, isDir)
+	}
+	return err
+}
+
+// removeAt deletes name in pfd and reports whether something was removed
+// and whether it was a directory (emptied first, never following a
+// symlink).
+func removeAt(pfd int, name string) (removed, isDir bool, err error) {
+	err = unix.Unlinkat(pfd, name, 0)
+	if err == nil {
+		return true, false, nil
+	}
+	if err == unix.ENOENT {
+		return false, false, nil
 	}
 	if err != unix.EISDIR && err != unix.EPERM {
-		return err
+		return false, false, err
 	}
 	// a directory: empty it first
 	dfd, err := unix.Openat(pfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return err
+		return false, false, err
 	}
 	d := os.NewFile(uintptr(dfd), name)
 	for {
 		names, rerr := d.Readdirnames(256)
 		for _, n := range names {
-			if err := removeAt(dfd, n); err != nil {
+			if _, _, err := removeAt(dfd, n); err != nil {
 				d.Close()
-				return err
+				return true, true, err
 			}
 		}
 		if rerr != nil || len(names) == 0 {
@@ -198,19 +250,119 @@ func removeAt(pfd int, name string) error {
 	d.Close()
 	err = unix.Unlinkat(pfd, name, unix.AT_REMOVEDIR)
 	if err == unix.ENOENT {
-		return nil
+		return true, true, nil
 	}
-	return err
+	return true, true, err
 }
 
 // link makes newRel a hard link to oldRel (neither followed if a symlink).
 func (rt *root) link(oldRel, newRel string) error {
-	opfd, oname, err := rt.parent(oldRel)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(opfd)
-	return rt.at(newRel, func(npfd int, nname string) error {
-		return unix.Linkat(opfd, oname, npfd, nname, 0)
+	return rt.at(oldRel, func(opfd int, oname string) error {
+		return rt.at(newRel, func(npfd int, nname string) error {
+			return unix.Linkat(opfd, oname, npfd, nname, 0)
+		})
 	})
+}
+
+// dirCache holds O_PATH fds of directories under the root by relative
+// path, least recently used evicted first. An fd in use (refs > 0) is
+// never closed; one dropped or evicted while in use is closed by its last
+// release. Safe for concurrent use.
+type dirCache struct {
+	mu  sync.Mutex
+	max int
+	m   map[string]*cachedDir
+	lru list.List // of *cachedDir, most recent first
+}
+
+type cachedDir struct {
+	rel  string
+	fd   int
+	refs int
+	gone bool // no longer in the cache: close at the last release
+	elem *list.Element
+}
+
+func newDirCache(max int) *dirCache {
+	return &dirCache{max: max, m: map[string]*cachedDir{}}
+}
+
+// get returns the cached directory rel, referenced, or nil.
+func (c *dirCache) get(rel string) *cachedDir {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d := c.m[rel]
+	if d != nil {
+		d.refs++
+		c.lru.MoveToFront(d.elem)
+	}
+	return d
+}
+
+// put caches fd as the directory rel and returns it referenced. When
+// another goroutine cached rel meanwhile, fd is closed and that one is
+// returned.
+func (c *dirCache) put(rel string, fd int) *cachedDir {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if d := c.m[rel]; d != nil {
+		unix.Close(fd)
+		d.refs++
+		c.lru.MoveToFront(d.elem)
+		return d
+	}
+	d := &cachedDir{rel: rel, fd: fd, refs: 1}
+	d.elem = c.lru.PushFront(d)
+	c.m[rel] = d
+	for e := c.lru.Back(); e != nil && len(c.m) > c.max; {
+		old := e.Value.(*cachedDir)
+		e = e.Prev()
+		if old.refs == 0 {
+			c.evict(old)
+		}
+	}
+	return d
+}
+
+func (c *dirCache) release(d *cachedDir) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d.refs--
+	if d.refs == 0 && d.gone {
+		unix.Close(d.fd)
+	}
+}
+
+// evict removes d from the cache, closing it unless in use. c.mu is held.
+func (c *dirCache) evict(d *cachedDir) {
+	delete(c.m, d.rel)
+	c.lru.Remove(d.elem)
+	d.gone = true
+	if d.refs == 0 {
+		unix.Close(d.fd)
+	}
+}
+
+// drop evicts rel and every directory below it. Unless subtree (rel was
+// a directory), that is only looked for when rel itself is cached (it was
+// replaced behind the restorer's back).
+func (c *dirCache) drop(rel string, subtree bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !subtree && c.m[rel] == nil {
+		return
+	}
+	for k, d := range c.m {
+		if k == rel || strings.HasPrefix(k, rel+"/") {
+			c.evict(d)
+		}
+	}
+}
+
+func (c *dirCache) closeAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, d := range c.m {
+		c.evict(d)
+	}
 }
