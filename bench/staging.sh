@@ -51,6 +51,7 @@ sv_round() { # sv_round N
   local root="$W/stage-sv-$1" db="prestashop_sv_$1" cfg="$W/sv-$1.toml"
   cat >"$cfg" <<TOML
 repository = "$W/sv-repo"
+host-key = "$HK"
 restore-key = "$RK"
 state-dir = "$W/state"
 cache-dir = "$W/sv-cache"
