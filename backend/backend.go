@@ -155,3 +155,16 @@ func LoadAll(ctx context.Context, be Backend, h Handle) ([]byte, error) {
 	})
 	return buf, err
 }
+
+// FileCommitter is implemented by backends that can take a finished
+// temporary file as it is instead of copying it (the local backend renames
+// it into place). Packs are assembled in TempDir when it is offered.
+type FileCommitter interface {
+	// TempDir is a directory for temporary files on the same file system
+	// as the repository.
+	TempDir() string
+	// CommitFile makes the file at path (size bytes, complete) the stored
+	// file h: durably, atomically, and moving it (path no longer exists
+	// afterwards when it succeeds).
+	CommitFile(ctx context.Context, h Handle, path string, size int64) error
+}

@@ -40,6 +40,7 @@ type Repository struct {
 
 	packCache *packCache
 	trees     atomic.Pointer[treeCache] // set by PrefetchTrees
+	hashers   sync.Pool                 // keyed *blake3.Hasher, reset before use
 	// TempDir is where packs are assembled before upload ("" = os.TempDir()).
 	TempDir string
 }
@@ -259,10 +260,16 @@ func (r *Repository) Polynomial() chunk.Pol { return r.sec.Polynomial }
 
 // BlobID computes the keyed hash of a blob's plaintext.
 func (r *Repository) BlobID(data []byte) ID {
-	h, _ := blake3.NewKeyed(r.sec.BlobKey)
+	h, _ := r.hashers.Get().(*blake3.Hasher)
+	if h == nil {
+		h, _ = blake3.NewKeyed(r.sec.BlobKey)
+	} else {
+		h.Reset() // a reset keyed hasher keeps its key
+	}
 	_, _ = h.Write(data)
 	var id ID
 	h.Sum(id[:0])
+	r.hashers.Put(h)
 	return id
 }
 

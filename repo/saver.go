@@ -29,12 +29,14 @@ type SaverStats struct {
 // Save may be called from many goroutines. Finish must be called to
 // upload the last packs and write the index; after an error, call Abort.
 type BlobSaver struct {
-	r        *Repository
-	ctx      context.Context
-	g        *errgroup.Group
-	uploads  chan *packWriter
-	mu       sync.Mutex
-	packers  map[BlobType]*packWriter
+	r       *Repository
+	ctx     context.Context
+	g       *errgroup.Group
+	uploads chan *packWriter
+	mu      sync.Mutex
+	// idle holds the open packs no Save is writing to; each Save takes
+	// one (or opens a new one), so workers encrypt and write in parallel.
+	idle     map[BlobType][]*packWriter
 	unindexd []IndexPack
 	stats    SaverStats
 	closed   bool
@@ -52,7 +54,7 @@ func (r *Repository) NewBlobSaver(ctx context.Context, uploaders int) *BlobSaver
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	s := &BlobSaver{r: r, ctx: gctx, g: g, uploads: make(chan *packWriter, 1),
-		packers: map[BlobType]*packWriter{}, indexEvery: 16}
+		idle: map[BlobType][]*packWriter{}, indexEvery: 16}
 	for i := 0; i < uploaders; i++ {
 		g.Go(s.uploader)
 	}
@@ -136,29 +138,35 @@ func (s *BlobSaver) uploadErr() error {
 	return err
 }
 
-// add appends a stored blob to the current pack of its type and returns
-// the pack if it is now full.
+// add appends a stored blob to an open pack of its type (taken for the
+// duration of the write, so concurrent Saves use different packs) and
+// returns the pack if it is now full.
 func (s *BlobSaver) add(h BlobHandle, stored []byte, rawLen int) (*packWriter, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	p := s.packers[h.Type]
+	var p *packWriter
+	if n := len(s.idle[h.Type]); n > 0 {
+		p = s.idle[h.Type][n-1]
+		s.idle[h.Type] = s.idle[h.Type][:n-1]
+	}
+	s.mu.Unlock()
 	if p == nil {
 		var err error
-		p, err = newPackWriter(s.r)
-		if err != nil {
+		if p, err = newPackWriter(s.r); err != nil {
 			return nil, err
 		}
-		s.packers[h.Type] = p
 	}
 	if err := p.add(h, stored, rawLen); err != nil {
+		p.discard()
 		return nil, err
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.stats.Blobs++
 	s.stats.RawBytes += int64(rawLen)
 	if p.offset >= s.r.cfg.PackSize {
-		delete(s.packers, h.Type)
 		return p, nil
 	}
+	s.idle[h.Type] = append(s.idle[h.Type], p)
 	return nil, nil
 }
 
@@ -177,11 +185,23 @@ func (s *BlobSaver) upload(p *packWriter) error {
 	if err != nil {
 		return err
 	}
-	if _, err := p.f.Seek(0, io.SeekStart); err != nil {
-		return err
-	}
-	if err := s.r.be.Save(s.ctx, backend.Handle{Type: backend.PackFile, Name: id.String()}, p.f, size); err != nil {
-		return fmt.Errorf("upload pack: %w", err)
+	h := backend.Handle{Type: backend.PackFile, Name: id.String()}
+	if fc, ok := s.r.be.(backend.FileCommitter); ok && s.r.TempDir == "" {
+		// The pack was assembled next to the repository: move it in place.
+		name := p.f.Name()
+		p.f.Close()
+		p.f = nil
+		if err := fc.CommitFile(s.ctx, h, name, size); err != nil {
+			os.Remove(name)
+			return fmt.Errorf("store pack: %w", err)
+		}
+	} else {
+		if _, err := p.f.Seek(0, io.SeekStart); err != nil {
+			return err
+		}
+		if err := s.r.be.Save(s.ctx, h, p.f, size); err != nil {
+			return fmt.Errorf("upload pack: %w", err)
+		}
 	}
 	s.r.idx.addPack(id, size, p.blobs)
 	s.mu.Lock()
@@ -207,9 +227,9 @@ func (s *BlobSaver) Finish(ctx context.Context) error {
 	s.mu.Lock()
 	s.closed = true
 	var last []*packWriter
-	for t, p := range s.packers {
-		last = append(last, p)
-		delete(s.packers, t)
+	for t, ps := range s.idle {
+		last = append(last, ps...)
+		delete(s.idle, t)
 	}
 	s.mu.Unlock()
 	var sendErr error
@@ -246,9 +266,11 @@ func (s *BlobSaver) Abort() {
 	s.mu.Lock()
 	if !s.closed {
 		s.closed = true
-		for t, p := range s.packers {
-			p.discard()
-			delete(s.packers, t)
+		for t, ps := range s.idle {
+			for _, p := range ps {
+				p.discard()
+			}
+			delete(s.idle, t)
 		}
 		s.mu.Unlock()
 		close(s.uploads)
@@ -276,7 +298,11 @@ type packWriter struct {
 }
 
 func newPackWriter(r *Repository) (*packWriter, error) {
-	f, err := os.CreateTemp(r.TempDir, "shopvault-pack-")
+	dir := r.TempDir
+	if fc, ok := r.be.(backend.FileCommitter); ok && dir == "" {
+		dir = fc.TempDir()
+	}
+	f, err := os.CreateTemp(dir, ".tmp-pack-")
 	if err != nil {
 		return nil, fmt.Errorf("create temporary pack file: %w", err)
 	}

@@ -251,3 +251,43 @@ func (b *Backend) FreeSpace(ctx context.Context) (uint64, error) {
 
 // Close implements backend.Backend.
 func (b *Backend) Close() error { return nil }
+
+// TempDir implements backend.FileCommitter: temporary packs live in data/
+// under dot-names that List skips.
+func (b *Backend) TempDir() string { return filepath.Join(b.root, string(backend.PackFile)) }
+
+// CommitFile implements backend.FileCommitter.
+func (b *Backend) CommitFile(ctx context.Context, h backend.Handle, path string, size int64) error {
+	name, err := b.filename(h)
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("commit %s: %w", h, err)
+	}
+	fi, err := f.Stat()
+	if err == nil && fi.Size() != size {
+		err = fmt.Errorf("temporary file has %d bytes, expected %d", fi.Size(), size)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("commit %s: %w", h, mapErr(err))
+	}
+	if err := os.MkdirAll(filepath.Dir(name), 0o700); err != nil {
+		return fmt.Errorf("commit %s: %w", h, mapErr(err))
+	}
+	if err := os.Rename(path, name); err != nil {
+		return fmt.Errorf("commit %s: %w", h, mapErr(err))
+	}
+	if d, err := os.Open(filepath.Dir(name)); err == nil {
+		_ = d.Sync()
+		_ = d.Close()
+	}
+	return nil
+}

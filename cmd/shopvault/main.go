@@ -72,7 +72,9 @@ func exitCode(ctx context.Context, err error) int {
 	var ec cli.ExitCoder
 	var locked *repo.LockedError
 	switch {
-	case ctx.Err() != nil || errors.Is(err, context.Canceled):
+	case ctx.Err() != nil:
+		// Interrupted by a signal. A context.Canceled from inside (a
+		// stage stopped because another failed) is an ordinary error.
 		return exitInterrupted
 	case errors.As(err, &locked), errors.Is(err, backup.ErrBusy):
 		return exitLocked
