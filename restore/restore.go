@@ -33,7 +33,8 @@
 // (~60 bytes); the content itself streams through one blob buffer per
 // worker, so memory does not grow with file size (a 20 GB file costs
 // ~20k blob records, about 1 MB). Open file descriptors are bounded per
-// worker.
+// worker, plus up to 1024 cached directory fds (a quarter of the open file
+// limit when that is lower).
 //
 // Safety: every path is built from names validated with repo.ValidName and
 // resolved one component at a time from the target's fd, each directory
