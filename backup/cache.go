@@ -71,8 +71,8 @@ func (c *dirCache) load(dir string) (map[string]*cacheEntry, []byte) {
 }
 
 func (c *dirCache) store(dir string, entries []cacheEntry, old []byte) error {
-	if c.root == "" {
-		return nil
+	if c.root == "" || (len(entries) == 0 && old == nil) {
+		return nil // nothing to remember: a directory of directories
 	}
 	data := encodeCache(dir, entries)
 	name := c.file(dir)
