@@ -218,7 +218,8 @@ func (v *verifier) check(e entry, buf *[]byte) {
 			return // content and xattrs are the leader's
 		}
 	}
-	if n.Type == repo.NodeFile || n.Type == repo.NodeDir {
+	// open only what has content or xattrs to read (lstat covered the rest)
+	if (n.Type == repo.NodeFile && n.Size > 0) || ((n.Type == repo.NodeFile || n.Type == repo.NodeDir) && len(n.Xattrs) > 0) {
 		flags := unix.O_RDONLY | unix.O_NONBLOCK
 		if n.Type == repo.NodeDir {
 			flags |= unix.O_DIRECTORY
