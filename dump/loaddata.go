@@ -383,7 +383,8 @@ func runLoadData(ctx context.Context, conn *sql.Conn, r *infileReader) error {
 // loadTableStream loads a table's stream on conn in one transaction: INSERTs of the dump's
 // shape as LOAD DATA LOCAL, every other statement (and any INSERT the converter does not
 // understand) executed as it is. rewrite (if not nil) may change the statements executed.
-func (l *loader) loadTableStream(ctx context.Context, conn *sql.Conn, t Table, rewrite func(string) string) error {
+// On an error the transaction is rolled back.
+func (l *loader) loadTableStream(ctx context.Context, conn *sql.Conn, t Table, rewrite func(string) string) (err error) {
 	name := t.Stream
 	rc, err := l.src.OpenStream(ctx, l.from, name)
 	if err != nil {
@@ -393,31 +394,20 @@ func (l *loader) loadTableStream(ctx context.Context, conn *sql.Conn, t Table, r
 	if _, err := conn.ExecContext(ctx, "SET autocommit = 0"); err != nil {
 		return fmt.Errorf("load: %w", err)
 	}
-	defer conn.ExecContext(context.WithoutCancel(ctx), "SET autocommit = 1")
+	defer func() {
+		bg := context.WithoutCancel(ctx)
+		if err != nil {
+			_, _ = conn.ExecContext(bg, "ROLLBACK")
+		}
+		_, _ = conn.ExecContext(bg, "SET autocommit = 1")
+	}()
 	cr := &countReader{r: rc}
 	sr := NewStatementReader(cr)
-	ic := &insertConverter{table: t.Name}
-	var n, fast int64
-	var pending []byte
-	for {
-		var stmt []byte
-		if pending != nil {
-			stmt, pending = pending, nil
-		} else {
-			stmt, err = sr.Next()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				return fmt.Errorf("load: read stream %s/%s: %w", l.from, name, err)
-			}
-		}
-		stmt = stmt[skipSpace(stmt, 0):]
-		if ic.kinds == nil && bytes.HasPrefix(stmt, []byte("INSERT INTO ")) {
-			// The table exists now: its column kinds say how each value must be loaded.
+	ops := tableOps{
+		columns: func(ic *insertConverter) error {
 			cols, err := readColumns(ctx, conn, l.into, t.Name)
 			if err != nil {
-				return fmt.Errorf("load: table %s: %w", quoteIdent(t.Name), err)
+				return err
 			}
 			ic.kinds = map[string]kind{}
 			for _, c := range cols[t.Name] {
@@ -428,35 +418,22 @@ func (l *loader) loadTableStream(ctx context.Context, conn *sql.Conn, t Table, r
 			q := "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = " + quoteString(l.into) +
 				" AND TABLE_NAME = " + quoteString(t.Name) + " AND EXTRA LIKE '%auto_increment%'"
 			if err := conn.QueryRowContext(ctx, q).Scan(&ic.autoInc); err != nil && !errors.Is(err, sql.ErrNoRows) {
-				return fmt.Errorf("load: table %s: %w", quoteIdent(t.Name), err)
+				return err
 			}
-		}
-		if ic.kinds != nil && ic.setHeader(stmt) {
-			r := &infileReader{sr: sr, ic: ic}
-			var rows int
-			var ok bool
-			if r.buf, rows, ok = ic.convert(r.buf, stmt); ok {
-				r.stmts, r.rows = 1, int64(rows)
-				if err := runLoadData(ctx, conn, r); err != nil {
-					return fmt.Errorf("load: stream %s/%s line %d: LOAD DATA LOCAL: %w", l.from, name, sr.Line(), err)
-				}
-				n += r.stmts
-				fast += r.stmts
-				if r.pending != nil {
-					pending = r.pending
-					continue
-				}
-				break // r.done
+			return nil
+		},
+		exec: func(q string) error {
+			if rewrite != nil {
+				q = rewrite(q)
 			}
-		}
-		q := string(stmt)
-		if rewrite != nil {
-			q = rewrite(q)
-		}
-		if _, err := conn.ExecContext(ctx, q); err != nil {
-			return fmt.Errorf("load: stream %s/%s line %d: %w", l.from, name, sr.Line(), err)
-		}
-		n++
+			_, err := conn.ExecContext(ctx, q)
+			return err
+		},
+		loadData: func(r *infileReader) error { return runLoadData(ctx, conn, r) },
+	}
+	n, fast, err := ops.run(sr, t.Name)
+	if err != nil {
+		return fmt.Errorf("load: stream %s/%s: %w", l.from, name, err)
 	}
 	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
 		return fmt.Errorf("load: stream %s/%s: commit: %w", l.from, name, err)
@@ -467,4 +444,66 @@ func (l *loader) loadTableStream(ctx context.Context, conn *sql.Conn, t Table, r
 	l.rep.Bytes += cr.n
 	l.mu.Unlock()
 	return nil
+}
+
+// tableOps are the server operations of loading one table's stream.
+type tableOps struct {
+	// columns sets the converter's column kinds and AUTO_INCREMENT column from the table
+	// (called once, at the first INSERT, when the table exists).
+	columns func(ic *insertConverter) error
+	// exec executes a statement as it is.
+	exec func(q string) error
+	// loadData runs one LOAD DATA LOCAL reading r to its end.
+	loadData func(r *infileReader) error
+}
+
+// run loads the statements of sr for table: runs of convertible INSERTs through loadData,
+// everything else through exec. It returns the number of statements and how many of them
+// went through loadData.
+func (ops tableOps) run(sr *StatementReader, table string) (n, fast int64, err error) {
+	ic := &insertConverter{table: table}
+	var pending []byte
+	for {
+		var stmt []byte
+		if pending != nil {
+			stmt, pending = pending, nil
+		} else {
+			stmt, err = sr.Next()
+			if err == io.EOF {
+				return n, fast, nil
+			}
+			if err != nil {
+				return n, fast, err
+			}
+		}
+		stmt = stmt[skipSpace(stmt, 0):]
+		if ic.kinds == nil && bytes.HasPrefix(stmt, []byte("INSERT INTO ")) {
+			// The table exists now: its column kinds say how each value must be loaded.
+			if err := ops.columns(ic); err != nil {
+				return n, fast, fmt.Errorf("table %s: %w", quoteIdent(table), err)
+			}
+		}
+		if ic.kinds != nil && ic.setHeader(stmt) {
+			r := &infileReader{sr: sr, ic: ic}
+			var rows int
+			var ok bool
+			if r.buf, rows, ok = ic.convert(r.buf, stmt); ok {
+				r.stmts, r.rows = 1, int64(rows)
+				if err := ops.loadData(r); err != nil {
+					return n, fast, fmt.Errorf("line %d: LOAD DATA LOCAL: %w", sr.Line(), err)
+				}
+				n += r.stmts
+				fast += r.stmts
+				if r.pending == nil {
+					return n, fast, nil // the stream ended
+				}
+				pending = r.pending
+				continue
+			}
+		}
+		if err := ops.exec(string(stmt)); err != nil {
+			return n, fast, fmt.Errorf("line %d: %w", sr.Line(), err)
+		}
+		n++
+	}
 }

@@ -3,6 +3,9 @@ package dump
 import (
 	"bytes"
 	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
 	"math/rand"
 	"strings"
 	"testing"
@@ -244,4 +247,60 @@ func FuzzInsertConverter(f *testing.F) {
 			t.Fatalf("raw newline inside a field: %q", out)
 		}
 	})
+}
+
+// TestTableOpsRun checks how a table stream is split between LOAD DATA and plain
+// statements: runs of convertible INSERTs with one column list share a LOAD DATA, anything
+// else (including an INSERT the converter does not understand) is executed as it is, in
+// stream order.
+func TestTableOpsRun(t *testing.T) {
+	script := "SET NAMES utf8mb4;\nDROP TABLE IF EXISTS `t``x`;\nCREATE TABLE `t``x` (s TEXT, n INT, h BLOB);\n" +
+		"INSERT INTO `t``x` (`s`,`n`,`h`) VALUES\n('a',1,0x61),\n('b\\n',2,NULL);\n" +
+		"INSERT INTO `t``x` (`s`,`n`,`h`) VALUES\n('c',3,'');\n" +
+		"INSERT INTO `t``x` (`s`,`n`,`h`) VALUES\n('tab\\t',4,NULL);\n" + // not our escape: as it is
+		"INSERT INTO `t``x` (`s`,`n`) VALUES\n('d',5);\n" + // another column list: a new LOAD DATA
+		"INSERT INTO `t``x` (`s`,`n`) VALUES\n('e',6);\n" +
+		"-- end\n"
+	var log []string
+	columnsCalls := 0
+	ops := tableOps{
+		columns: func(ic *insertConverter) error {
+			columnsCalls++
+			ic.kinds = map[string]kind{"s": kindString, "n": kindNumber, "h": kindHex}
+			return nil
+		},
+		exec: func(q string) error {
+			log = append(log, "exec "+strings.SplitN(q, "\n", 2)[0])
+			return nil
+		},
+		loadData: func(r *infileReader) error {
+			b, err := io.ReadAll(r)
+			log = append(log, fmt.Sprintf("load%s %q", r.ic.load[strings.Index(r.ic.load, " ("):], b))
+			return err
+		},
+	}
+	n, fast, err := ops.run(NewStatementReader(strings.NewReader(script)), "t`x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"exec SET NAMES utf8mb4",
+		"exec DROP TABLE IF EXISTS `t``x`",
+		"exec CREATE TABLE `t``x` (s TEXT, n INT, h BLOB)",
+		"load (`s`,`n`,@h2) SET `h` = UNHEX(@h2) \"a\\t1\\t61\\nb\\\\n\\t2\\t\\\\N\\nc\\t3\\t\\n\"",
+		"exec INSERT INTO `t``x` (`s`,`n`,`h`) VALUES",
+		"load (`s`,`n`) \"d\\t5\\ne\\t6\\n\"",
+	}
+	if strings.Join(log, "\n") != strings.Join(want, "\n") {
+		t.Errorf("operations:\n%s\nwant:\n%s", strings.Join(log, "\n"), strings.Join(want, "\n"))
+	}
+	if n != 8 || fast != 4 || columnsCalls != 1 {
+		t.Errorf("n = %d, fast = %d, columns called %d times; want 8, 4, 1", n, fast, columnsCalls)
+	}
+
+	// A failing LOAD DATA or statement stops the load with the line.
+	ops.loadData = func(r *infileReader) error { return errors.New("boom") }
+	if _, _, err := ops.run(NewStatementReader(strings.NewReader(script)), "t`x"); err == nil || !strings.Contains(err.Error(), "boom") {
+		t.Errorf("failing LOAD DATA: err = %v", err)
+	}
 }
