@@ -128,9 +128,11 @@ func (e *VerifyError) Is(target error) bool { return target == ErrVerifyFailed }
 // Load loads database `from` of the manifest, read from src, into the database named in
 // cfg.DBName (created if missing; refused with ErrNotEmpty if it has tables unless
 // DropExisting). Tables load in parallel with foreign key and unique checks off, in the
-// session sql_mode/charset/time_zone of the dump, committing every 16 INSERTs; optionally
-// (DeferIndexes) big tables get their secondary indexes after the data. Then every table's row count and digest are recomputed; any difference
-// is a *VerifyError naming each table. The report is returned also with a VerifyError.
+// session sql_mode/charset/time_zone of the dump, each in one transaction, their rows with
+// LOAD DATA LOCAL INFILE converted from the dump's INSERTs (see LoadOptions.Inserts);
+// optionally (DeferIndexes) big tables get their secondary indexes after the data. Each
+// table's row count and digest are recomputed as soon as it is loaded; any difference is a
+// *VerifyError naming each table. The report is returned also with a VerifyError.
 func Load(ctx context.Context, cfg *mysql.Config, m *Manifest, from string, src Source, opts LoadOptions) (*LoadReport, error) {
 	if m == nil {
 		return nil, errors.New("load: nil manifest")
