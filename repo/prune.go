@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/shopvault/shopvault/backend"
 )
@@ -17,7 +18,13 @@ type PruneOptions struct {
 	// worth repacking (default 0.2).
 	RepackThreshold float64
 	DryRun          bool
+	// Now is the clock for the age of unindexed packs (nil: time.Now).
+	Now func() time.Time
 }
+
+// OrphanAge is how old a pack that no index names must be before prune
+// deletes it.
+const OrphanAge = time.Hour
 
 // PruneResult says what Prune removed.
 type PruneResult struct {
@@ -43,7 +50,7 @@ func (r *Repository) Prune(ctx context.Context, o PruneOptions) (*PruneResult, e
 	if o.RepackThreshold == 0 {
 		o.RepackThreshold = 0.2
 	}
-	if err := r.LoadIndex(ctx); err != nil {
+	if err := r.ReloadIndex(ctx); err != nil {
 		return nil, fmt.Errorf("prune needs a readable index (run 'shopvault check'): %w", err)
 	}
 	startFiles := r.idx.Files()
@@ -115,13 +122,19 @@ func (r *Repository) Prune(ctx context.Context, o PruneOptions) (*PruneResult, e
 		}
 	}
 	// Packs in storage that no index names: left by interrupted backups.
+	// A young one may belong to a backup still running (one that ignored
+	// the lock): only packs older than OrphanAge go.
 	var orphans []ID
+	now := time.Now()
+	if o.Now != nil {
+		now = o.Now()
+	}
 	if err := r.be.List(ctx, backend.PackFile, func(fi backend.FileInfo) error {
 		id, err := ParseID(fi.Name)
 		if err != nil {
 			return nil
 		}
-		if _, ok := sizes[id]; !ok {
+		if _, ok := sizes[id]; !ok && now.Sub(fi.ModTime) > OrphanAge {
 			orphans = append(orphans, id)
 			res.BytesDeleted += fi.Size
 		}

@@ -307,15 +307,36 @@ func (r *Repository) LoadMeta(ctx context.Context, t backend.FileType, name stri
 	return r.codec.open(h.String(), data, r.identities)
 }
 
-// LoadIndex reads every index file. Damaged index files are reported in
-// the returned error but the others are loaded.
+// LoadIndex reads every index file not loaded yet. Damaged index files
+// are reported in the returned error but the others are loaded. An index
+// file that vanishes while loading (a prune replaced it) is skipped and the
+// listing is read again, so the files that replaced it are loaded too.
 func (r *Repository) LoadIndex(ctx context.Context) error {
+	for pass := 0; ; pass++ {
+		vanished, err := r.loadIndexOnce(ctx)
+		if err != nil || !vanished {
+			return err
+		}
+		if pass == 4 {
+			return errors.New("the index keeps changing while it is read (is a prune running without a lock?); try again")
+		}
+	}
+}
+
+// ReloadIndex forgets the loaded index and reads it again: call it after
+// taking a lock, so blobs a prune deleted meanwhile are not taken as stored.
+func (r *Repository) ReloadIndex(ctx context.Context) error {
+	r.idx = NewIndex()
+	return r.LoadIndex(ctx)
+}
+
+func (r *Repository) loadIndexOnce(ctx context.Context) (vanished bool, err error) {
 	var names []string
 	if err := r.be.List(ctx, backend.IndexFile, func(fi backend.FileInfo) error {
 		names = append(names, fi.Name)
 		return nil
 	}); err != nil {
-		return fmt.Errorf("list index: %w", err)
+		return false, fmt.Errorf("list index: %w", err)
 	}
 	var mu sync.Mutex
 	var errs []error
@@ -343,7 +364,11 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 			}
 			if err != nil {
 				mu.Lock()
-				errs = append(errs, err)
+				if backend.IsNotExist(err) {
+					vanished = true
+				} else {
+					errs = append(errs, err)
+				}
 				mu.Unlock()
 				return
 			}
@@ -358,7 +383,7 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	return vanished, errors.Join(errs...)
 }
 
 // SaveIndex writes an index file for packs and records it as loaded.

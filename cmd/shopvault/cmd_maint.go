@@ -257,6 +257,10 @@ func runNightly(ctx context.Context, c *cli.Context, cfg *config.Config, sum *sc
 	if err != nil {
 		return err
 	}
+	if err := r.ReloadIndex(ctx); err != nil {
+		lock.Unlock(ctx)
+		return err
+	}
 	res, berr := backup.Run(ctx, r, backup.Options{Paths: paths, Excludes: excludes, ExcludeCaches: excludeCaches, CacheDir: cfg.CacheDir, Uploaders: uploaders(c), DB: db})
 	lock.Unlock(ctx)
 	if res != nil {

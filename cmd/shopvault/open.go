@@ -245,6 +245,11 @@ func withRepo(c *cli.Context, need keyNeed, lock lockMode, fn func(r *repo.Repos
 			return err
 		}
 		defer lh.Unlock(context.WithoutCancel(ctx))
+		// A prune may have run between reading the index and taking the
+		// lock: never trust blobs it may have deleted.
+		if err := r.ReloadIndex(ctx); err != nil {
+			return err
+		}
 	}
 	return fn(r)
 }
