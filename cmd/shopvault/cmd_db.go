@@ -1,11 +1,8 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"path"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -13,6 +10,7 @@ import (
 
 	"github.com/shopvault/shopvault/backup"
 	"github.com/shopvault/shopvault/dump"
+	"github.com/shopvault/shopvault/recovery"
 	"github.com/shopvault/shopvault/repo"
 )
 
@@ -63,36 +61,6 @@ func dbSourceFromFlags(c *cli.Context) (*backup.DBSource, error) {
 	}}, nil
 }
 
-// snapshotDump reads the database dump of a snapshot.
-type snapshotDump struct {
-	r    *repo.Repository
-	root repo.ID
-}
-
-// OpenStream implements dump.Source.
-func (s snapshotDump) OpenStream(ctx context.Context, database, name string) (io.ReadCloser, error) {
-	n, _, err := s.r.FindNode(ctx, s.root, path.Join("/db", database, name))
-	if err != nil {
-		return nil, fmt.Errorf("stream %s of database %s: %w", name, database, err)
-	}
-	return s.r.NewFileReader(ctx, n)
-}
-
-func loadManifest(ctx context.Context, r *repo.Repository, sn *repo.Snapshot) (*dump.Manifest, error) {
-	if sn.DB == nil {
-		return nil, fmt.Errorf("snapshot %s holds no database dump", sn.ID.Short())
-	}
-	data, err := r.LoadBlob(ctx, repo.BlobHandle{Type: repo.DataBlob, ID: sn.DB.Manifest}, nil)
-	if err != nil {
-		return nil, fmt.Errorf("dump manifest: %w", err)
-	}
-	var m dump.Manifest
-	if err := json.Unmarshal(data, &m); err != nil {
-		return nil, &repo.CorruptError{What: "dump manifest of snapshot " + sn.ID.Short(), Err: err}
-	}
-	return &m, nil
-}
-
 func dbCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "db",
@@ -125,7 +93,7 @@ func dbCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					m, err := loadManifest(ctx, r, sn)
+					m, err := recovery.LoadManifest(ctx, r, sn)
 					if err != nil {
 						return err
 					}
@@ -133,7 +101,7 @@ func dbCommand() *cli.Command {
 						return fmt.Errorf("snapshot %s has no database %q (it has %v)", sn.ID.Short(), c.String("db"), sn.DB.Databases)
 					}
 					start := time.Now()
-					rep, err := dump.Load(ctx, cfg, m, c.String("db"), snapshotDump{r: r, root: sn.Tree}, dump.LoadOptions{
+					rep, err := dump.Load(ctx, cfg, m, c.String("db"), recovery.SnapshotSource{Repo: r, Tree: sn.Tree}, dump.LoadOptions{
 						Threads: c.Int("threads"), DropExisting: c.Bool("drop-existing"), Grants: c.Bool("grants"),
 					})
 					if err != nil {
