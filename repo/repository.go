@@ -41,6 +41,8 @@ type Repository struct {
 	packCache *packCache
 	trees     atomic.Pointer[treeCache] // set by PrefetchTrees
 	hashers   sync.Pool                 // keyed *blake3.Hasher, reset before use
+	refsMu    sync.Mutex
+	refsCache map[ID]*refsFile // decoded refs files (immutable, content-addressed)
 	// TempDir is where packs are assembled before upload ("" = os.TempDir()).
 	TempDir string
 }

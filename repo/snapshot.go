@@ -322,37 +322,79 @@ func (r *Repository) RefsChain(ctx context.Context, id ID) ([]ID, error) {
 	return chain, nil
 }
 
-// LoadRefs loads a snapshot's refs list, resolving deltas.
+// LoadRefs loads a snapshot's refs list, resolving deltas: the chain is
+// read once (decoded files are cached, so the snapshots of one prune or
+// check share their parents) and applied oldest first with linear merges.
 func (r *Repository) LoadRefs(ctx context.Context, id ID) ([]BlobHandle, error) {
+	var chain []*refsFile
+	for cur := id; ; {
+		if len(chain) > MaxRefsDepth {
+			return nil, &CorruptError{What: "refs/" + id.Short(), Err: errors.New("delta chain too long")}
+		}
+		f, err := r.cachedRefsFile(ctx, cur)
+		if err != nil {
+			if len(chain) > 0 {
+				return nil, fmt.Errorf("parent of refs/%s: %w", id.Short(), err)
+			}
+			return nil, err
+		}
+		chain = append(chain, f)
+		if f.parent.IsNull() {
+			break
+		}
+		cur = f.parent
+	}
+	out := chain[len(chain)-1].full
+	for i := len(chain) - 2; i >= 0; i-- {
+		out = applyDelta(out, chain[i].added, chain[i].removed)
+	}
+	return out, nil
+}
+
+// applyDelta returns base minus removed plus added; all three sorted.
+func applyDelta(base, added, removed []BlobHandle) []BlobHandle {
+	out := make([]BlobHandle, 0, len(base)+len(added))
+	i, j := 0, 0
+	for _, h := range base {
+		for j < len(removed) && compareHandles(removed[j], h) < 0 {
+			j++
+		}
+		if j < len(removed) && removed[j] == h {
+			continue
+		}
+		for i < len(added) && compareHandles(added[i], h) < 0 {
+			out = append(out, added[i])
+			i++
+		}
+		if i < len(added) && added[i] == h {
+			i++
+		}
+		out = append(out, h)
+	}
+	return append(out, added[i:]...)
+}
+
+// refsCacheSize bounds the decoded refs files kept in memory.
+const refsCacheSize = 32
+
+func (r *Repository) cachedRefsFile(ctx context.Context, id ID) (*refsFile, error) {
+	r.refsMu.Lock()
+	if f, ok := r.refsCache[id]; ok {
+		r.refsMu.Unlock()
+		return f, nil
+	}
+	r.refsMu.Unlock()
 	f, err := r.loadRefsFile(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	if f.parent.IsNull() {
-		return f.full, nil
+	r.refsMu.Lock()
+	defer r.refsMu.Unlock()
+	if r.refsCache == nil || len(r.refsCache) >= refsCacheSize {
+		r.refsCache = map[ID]*refsFile{}
 	}
-	if f.depth > MaxRefsDepth {
-		return nil, &CorruptError{What: "refs/" + id.Short(), Err: errors.New("delta chain too long")}
-	}
-	base, err := r.LoadRefs(ctx, f.parent)
-	if err != nil {
-		return nil, fmt.Errorf("parent of refs/%s: %w", id.Short(), err)
-	}
-	// base minus removed, plus added; all sorted.
-	out := make([]BlobHandle, 0, len(base)+len(f.added))
-	rm := f.removed
-	for _, h := range base {
-		for len(rm) > 0 && compareHandles(rm[0], h) < 0 {
-			rm = rm[1:]
-		}
-		if len(rm) > 0 && rm[0] == h {
-			continue
-		}
-		out = append(out, h)
-	}
-	out = append(out, f.added...)
-	slices.SortFunc(out, compareHandles)
-	return slices.Compact(out), nil
+	r.refsCache[id] = f
+	return f, nil
 }
 
 // LoadTree loads and validates a tree blob (restore key).
