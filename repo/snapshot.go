@@ -401,7 +401,12 @@ func (r *Repository) cachedRefsFile(ctx context.Context, id ID) (*refsFile, erro
 func (r *Repository) LoadTree(ctx context.Context, id ID) (*Tree, error) {
 	var data []byte
 	if c := r.trees.Load(); c != nil {
-		data, _ = c.get(id)
+		if z, ok := c.get(id); ok {
+			var err error
+			if data, err = r.codec.decompress(nil, z); err != nil {
+				data = nil // fall back to the repository
+			}
+		}
 	}
 	if data == nil {
 		var err error
