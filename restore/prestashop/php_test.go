@@ -10,10 +10,9 @@ import (
 	"testing"
 )
 
-// phpBinary returns the PHP CLI when installed. PHP is an optional
-// cross-check of the Go parser, not a dependency: without it the test skips
-// (also under CI, where the Go-only tests and the fuzz target cover the
-// parser).
+// phpBinary returns the PHP CLI when installed. PHP cross-checks the Go
+// parser; it is not a dependency of the product. Without it the test skips
+// on a developer box and fails under CI=true (.ci/run installs php-cli).
 func phpBinary(t *testing.T) string {
 	t.Helper()
 	p, err := exec.LookPath("php")
