@@ -315,7 +315,7 @@ func Nagios(st State, warn, crit time.Duration, now time.Time) (exitCode int, li
 		msg = fmt.Sprintf("last backup is dated %s in the future; check the clock", humanAge(-age))
 	}
 	if last.Snapshot != "" {
-		msg += fmt.Sprintf(" (snapshot %s, %s added", short(last.Snapshot), humanBytes(last.BytesAdded))
+		msg += fmt.Sprintf(" (snapshot %s, %s added", short(last.Snapshot), HumanBytes(last.BytesAdded))
 		if last.Result == ResultPartial {
 			msg += fmt.Sprintf(", partial: %d unreadable", last.Errors)
 		}
@@ -364,7 +364,8 @@ func humanAge(d time.Duration) string {
 	}
 }
 
-func humanBytes(n int64) string {
+// HumanBytes formats a byte count with binary units ("1.5 MiB").
+func HumanBytes(n int64) string {
 	const unit = 1024
 	if n < unit {
 		return fmt.Sprintf("%d B", n)

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/term"
+
+	"github.com/shopvault/shopvault/schedule"
 )
 
 // isTerminal reports whether w is a terminal.
@@ -109,18 +111,7 @@ func (p *progressBar) finish() {
 	<-p.done
 }
 
-func fmtBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
+func fmtBytes(n int64) string { return schedule.HumanBytes(n) }
 
 func fmtDuration(d time.Duration) string {
 	d = d.Round(time.Second)
