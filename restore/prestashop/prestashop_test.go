@@ -11,6 +11,13 @@ import (
 )
 
 // copyTree copies testdata/<name> into a temporary directory, keeping modes.
+func setMode(t *testing.T, path string, mode fs.FileMode) {
+	t.Helper()
+	if err := os.Chmod(path, mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func copyTree(t *testing.T, name string) string {
 	t.Helper()
 	src := filepath.Join("testdata", name)
@@ -198,6 +205,9 @@ func unchangedLines(t *testing.T, name, before, after string, markers ...string)
 
 func TestRewriteFiles17(t *testing.T) {
 	root := copyTree(t, "shop17")
+	// git keeps only 0644/0755, so the restrictive modes a real shop has
+	// are set here, not taken from the checkout.
+	setMode(t, filepath.Join(root, ParametersFile), 0o440)
 	shop, err := Detect(root)
 	if err != nil {
 		t.Fatal(err)
@@ -284,6 +294,7 @@ func TestRewriteFiles17(t *testing.T) {
 
 func TestRewriteFiles16(t *testing.T) {
 	root := copyTree(t, "shop16")
+	setMode(t, filepath.Join(root, SettingsFile), 0o640)
 	shop, err := Detect(root)
 	if err != nil {
 		t.Fatal(err)
