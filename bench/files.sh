@@ -17,6 +17,8 @@
 SCALE="${1:-0.5}"; ROUNDS="${2:-1}"
 need restic /usr/bin/time git go
 W="$SV/files"; OUT="$W/out"; C="$SV/corpus"
+trap freshfs_cleanup EXIT
+freshfs_cleanup
 rm -rf "$W"; mkdir -p "$W" "$OUT" "$W/keys"
 build_shopvault
 HAVE_RESTORE=0; HAVE_NOVERIFY=0
@@ -30,7 +32,7 @@ SVREPO="$W/sv-repo"; SVCACHE="$W/sv-cache"; HK="$W/keys/host.key"; RK="$W/keys/r
 sv_first() { "$SVB" init --repo "$SVREPO" --host-key "$HK" --restore-key "$RK" &&
   "$SVB" backup --repo "$SVREPO" --host-key "$HK" --cache-dir "$SVCACHE" --no-default-excludes --json "$C"; }
 sv_backup() { "$SVB" backup --repo "$SVREPO" --host-key "$HK" --cache-dir "$SVCACHE" --no-default-excludes --json "$C"; }
-sv_restore() { "$SVB" restore --repo "$SVREPO" --restore-key "$RK" latest --target "$W/r-sv" "$@"; }
+sv_restore() { "$SVB" restore --repo "$SVREPO" --restore-key "$RK" latest --target "$W/r-sv/t" "$@"; }
 # restic: its normal cache (in scratch), as users run it; password from a file.
 export RESTIC_REPOSITORY="$W/restic-repo" RESTIC_PASSWORD_FILE="$W/restic-pass" RESTIC_CACHE_DIR="$W/restic-cache"
 echo "bench-password-$$" >"$RESTIC_PASSWORD_FILE"
@@ -54,7 +56,7 @@ checktree() {
 
 for RND in $(seq 1 "$ROUNDS"); do
   A=$(( RND % 2 )); B=$(( 1 - A ))   # A=1: shopvault first at steps 1 and 3, restic first at 2 and 4
-  rm -rf "$C" "$SVREPO" "$SVCACHE" "$RESTIC_REPOSITORY" "$RESTIC_CACHE_DIR" "$W"/r-* "$HK" "$RK"
+  freshfs_cleanup; rm -rf "$C" "$SVREPO" "$SVCACHE" "$RESTIC_REPOSITORY" "$RESTIC_CACHE_DIR" "$W"/r-* "$HK" "$RK"
   echo "== round $RND/$ROUNDS: corpus (scale $SCALE) in $C" >&2
   "$SHARED/corpus.sh" "$C" "$SCALE" >&2
   GEN_FILES=$(find "$C" -type f | wc -l); GEN_BYTES=$(dub "$C")
@@ -75,11 +77,11 @@ for RND in $(seq 1 "$ROUNDS"); do
   V[G.sv_growth.$RND]=$(( $(dub "$SVREPO") - s0 )); V[G.restic_growth.$RND]=$(( $(dub "$RESTIC_REPOSITORY") - r0 ))
   CFILES=$(find "$C" -type f | wc -l); CSIZE=$(find "$C" -type f -printf '%s\n' | awk '{ s += $1 } END { print s }')
 
-  echo "== full restore" >&2
-  if [ "$B" = 1 ] && [ "$HAVE_RESTORE" = 1 ]; then run sv_restore sv_restore; checktree "$W/r-sv"; fi
-  run restic_restore "restic restore latest --target '$W/r-restic'"; checktree "$W/r-restic"
-  if [ "$A" = 1 ] && [ "$HAVE_RESTORE" = 1 ]; then run sv_restore sv_restore; checktree "$W/r-sv"; fi
-  if [ "$HAVE_NOVERIFY" = 1 ]; then run sv_restore_nv "sv_restore --no-verify"; checktree "$W/r-sv"; fi
+  echo "== full restore (each onto a just-made journaled ext4: see freshfs in lib.sh)" >&2
+  if [ "$B" = 1 ] && [ "$HAVE_RESTORE" = 1 ]; then freshfs "$W/r-sv"; run sv_restore sv_restore; checktree "$W/r-sv/t"; fi
+  freshfs "$W/r-restic"; run restic_restore "restic restore latest --target '$W/r-restic/t'"; checktree "$W/r-restic/t"
+  if [ "$A" = 1 ] && [ "$HAVE_RESTORE" = 1 ]; then freshfs "$W/r-sv"; run sv_restore sv_restore; checktree "$W/r-sv/t"; fi
+  if [ "$HAVE_NOVERIFY" = 1 ]; then freshfs "$W/r-sv"; run sv_restore_nv "sv_restore --no-verify"; checktree "$W/r-sv/t"; fi
   [ "$HAVE_RESTORE" = 1 ] || echo "   shopvault restore: command not available in this build (skipped)" >&2
 done
 

@@ -49,3 +49,31 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b+0 == 0) p
 verdict() { awk -v r="$1" -v m="$2" 'BEGIN { if (r == "n/a") print "n/a"; else if (r+0 <= m+0) print "yes"; else print "NO" }'; }
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b/1048576 }'; }
 dub() { du -sb "$1" | cut -f1; }
+
+# freshfs DIR SIZE_GIB : makes DIR a just-created, journaled ext4 filesystem (a loop-mounted sparse
+# image in $SV/fs-images), as a restore onto a new server's disk sees it. Restoring into a
+# directory of this VM's journal-less root filesystem right after `rm -rf` of an earlier restore
+# charges ~270 µs of kernel time per created file (see bench/README "A measurement trap"), so each
+# restore gets its own fresh filesystem: the same conditions for every tool and every round.
+# Needs root, losetup and mkfs.ext4; without them DIR stays a plain directory (and a warning says so).
+# The inode tables are initialised up front (no lazy init thread running during the measurement).
+freshfs() {
+  local dir=$1 size=${2:-4} img
+  if mountpoint -q "$dir" 2>/dev/null; then umount "$dir"; fi
+  rm -rf "$dir"; mkdir -p "$dir"
+  if [ "$(id -u)" != 0 ] || ! command -v mkfs.ext4 >/dev/null; then
+    echo "bench: not root or no mkfs.ext4: $dir is a plain directory (restore rows may pay the rm -rf penalty)" >&2
+    return 0
+  fi
+  mkdir -p "$SV/fs-images"; img="$SV/fs-images/$(basename "$dir").img"
+  rm -f "$img"; truncate -s "${size}G" "$img"
+  mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$img"
+  mount -o loop "$img" "$dir"
+  FRESHFS_MOUNTS="${FRESHFS_MOUNTS:-} $dir"
+}
+# freshfs_cleanup : unmounts what freshfs mounted (call from an EXIT trap)
+freshfs_cleanup() {
+  local d
+  for d in ${FRESHFS_MOUNTS:-} $(findmnt -rn -o TARGET | grep "^$SV/" || true); do mountpoint -q "$d" 2>/dev/null && umount "$d" || true; done
+  rm -rf "$SV/fs-images"
+}
