@@ -68,7 +68,24 @@ func EncodeTree(t *Tree) ([]byte, error) {
 // DecodeTree parses and validates a tree blob. It refuses names that could
 // escape a restore target: empty, ".", "..", containing "/" or NUL,
 // duplicates, and unsorted listings.
+//
+// Blobs in the exact form EncodeTree writes take a fast path without
+// reflection (treedecode.go); anything else goes through encoding/json, and
+// both give the same tree or the same error.
 func DecodeTree(data []byte) (*Tree, error) {
+	t, ok := decodeTreeFast(data)
+	if !ok {
+		return decodeTreeJSON(data)
+	}
+	if err := t.validate(); err != nil {
+		return nil, err
+	}
+	return &t, nil
+}
+
+// decodeTreeJSON is DecodeTree with encoding/json: the fallback of the
+// fast path and the reference it is tested against.
+func decodeTreeJSON(data []byte) (*Tree, error) {
 	var t Tree
 	if err := json.Unmarshal(data, &t); err != nil {
 		return nil, fmt.Errorf("decode tree: %w", err)
