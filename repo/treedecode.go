@@ -59,12 +59,14 @@ func (p *treeParser) tree() (Tree, bool) {
 	if string(d[p.pos:]) == treeSuffix {
 		return Tree{Nodes: []Node{}}, true
 	}
-	// Every node has exactly one "mtime" key in the canonical form; the
-	// sequence cannot occur inside a string because '"' is always escaped.
-	count := bytes.Count(d, []byte(`"mtime":`))
+	// Every node opens one object: a cheap upper bound of the node count.
+	// Xattrs and names with '{' make it too high, so it is also capped by
+	// the size of the smallest node EncodeTree writes (about 80 bytes);
+	// a low estimate only costs a reallocation.
+	count := min(bytes.Count(d, []byte("{"))-1, len(d)/64+1)
 	nodes := make([]Node, 0, count)
 	p.strs.Grow(len(d)/16 + 32)
-	p.ids = make([]ID, 0, count+count/2+4)
+	p.ids = make([]ID, 0, 2*count+4)
 	for {
 		nodes = append(nodes, Node{})
 		i := len(nodes) - 1
