@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 )
 
@@ -120,6 +121,35 @@ func (x *Index) addPackLocked(pack ID, size int64, blobs []PackedBlob) {
 		}
 		x.blobs[b.BlobHandle] = entry{pack: pi, offset: b.Offset, length: b.Length, rawLength: b.RawLength}
 	}
+}
+
+// resolveKeys returns the indexed blobs whose refs key (type and id
+// prefix) is one of keys (sorted), sorted by type and id. A key that no
+// indexed blob matches comes back as a handle with only its 8 prefix bytes
+// set, which names no blob.
+func (x *Index) resolveKeys(keys []refKey) []BlobHandle {
+	matched := make([]bool, len(keys))
+	out := make([]BlobHandle, 0, len(keys))
+	x.mu.RLock()
+	for h, e := range x.blobs {
+		if e.pack == pendingPack {
+			continue
+		}
+		if i, ok := slices.BinarySearchFunc(keys, keyOf(h), compareKeys); ok {
+			matched[i] = true
+			out = append(out, h)
+		}
+	}
+	x.mu.RUnlock()
+	for i, k := range keys {
+		if !matched[i] {
+			h := BlobHandle{Type: k.t}
+			binary.BigEndian.PutUint64(h.ID[:8], k.p)
+			out = append(out, h)
+		}
+	}
+	slices.SortFunc(out, compareHandles)
+	return out
 }
 
 // reserve marks h as being stored; it reports false if h is already

@@ -58,15 +58,17 @@ func (r *Repository) Prune(ctx context.Context, o PruneOptions) (*PruneResult, e
 	if err != nil {
 		return nil, fmt.Errorf("prune needs every snapshot readable: %w", err)
 	}
-	used := map[BlobHandle]struct{}{}
+	// used holds the refs keys (type and id prefix) of every blob a
+	// snapshot references; a blob whose key is in it is kept.
+	used := map[refKey]struct{}{}
 	liveRefs := map[ID]bool{}
 	for _, sn := range sns {
-		refs, err := r.LoadRefs(ctx, sn.Refs)
+		keys, err := r.loadRefKeys(ctx, sn.Refs)
 		if err != nil {
 			return nil, fmt.Errorf("snapshot %s: %w", sn.ID.Short(), err)
 		}
-		for _, h := range refs {
-			used[h] = struct{}{}
+		for _, k := range keys {
+			used[k] = struct{}{}
 		}
 		chain, err := r.RefsChain(ctx, sn.Refs)
 		if err != nil {
@@ -100,7 +102,7 @@ func (r *Repository) Prune(ctx context.Context, o PruneOptions) (*PruneResult, e
 		}
 		p.blobs = append(p.blobs, e.PackedBlob)
 		p.totalBytes += int64(e.Length)
-		if _, ok := used[e.BlobHandle]; ok {
+		if _, ok := used[keyOf(e.BlobHandle)]; ok {
 			p.usedBytes += int64(e.Length)
 		}
 	})
@@ -218,10 +220,10 @@ func (r *Repository) Prune(ctx context.Context, o PruneOptions) (*PruneResult, e
 }
 
 // repack copies the used blobs of packs into new packs.
-func (r *Repository) repack(ctx context.Context, ids []ID, used map[BlobHandle]struct{}) error {
+func (r *Repository) repack(ctx context.Context, ids []ID, used map[refKey]struct{}) error {
 	byPack := map[ID][]PackedBlob{}
 	r.idx.Each(func(e IndexEntry) {
-		if _, ok := used[e.BlobHandle]; ok && slices.Contains(ids, e.Pack) {
+		if _, ok := used[keyOf(e.BlobHandle)]; ok && slices.Contains(ids, e.Pack) {
 			byPack[e.Pack] = append(byPack[e.Pack], e.PackedBlob)
 		}
 	})
