@@ -229,9 +229,9 @@ func checkFastMatchesUnmarshal(t testing.TB, data []byte) (fast bool) {
 func TestDecodeTreeFastDifferential(t *testing.T) {
 	zones := testZones(t)
 	r := rand.New(rand.NewPCG(1, 2))
-	n := 3000
+	n := 1000
 	if testing.Short() {
-		n = 300
+		n = 200
 	}
 	for i := range n {
 		tr := randomTree(r, zones, i%2 == 0)
