@@ -40,6 +40,7 @@ type Repository struct {
 
 	packCache *packCache
 	trees     atomic.Pointer[treeCache] // set by PrefetchTrees
+	bufs      streamBuffers             // StreamPack's decode buffers
 	hashers   sync.Pool                 // keyed *blake3.Hasher, reset before use
 	refsMu    sync.Mutex
 	refsCache map[ID]*refsFile // decoded refs files (immutable, content-addressed)

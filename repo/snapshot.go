@@ -146,12 +146,7 @@ func (r *Repository) FindSnapshot(ctx context.Context, ref string) (*Snapshot, e
 func (r *Repository) LoadTree(ctx context.Context, id ID) (*Tree, error) {
 	var data []byte
 	if c := r.trees.Load(); c != nil {
-		if z, ok := c.get(id); ok {
-			var err error
-			if data, err = r.codec.decompress(nil, z); err != nil {
-				data = nil // fall back to the repository
-			}
-		}
+		data, _ = c.get(id) // nil when not cached: loaded from the repository
 	}
 	if data == nil {
 		var err error
