@@ -98,6 +98,12 @@ type Options struct {
 	Progress Progress
 	// Now is the clock for Result.Duration (nil: time.Now).
 	Now func() time.Time
+	// Verify (Restore only) re-reads every restored entry at the end and
+	// checks it against the snapshot as Verify does, reusing the restore's
+	// own plan instead of walking the snapshot's trees again; the outcome
+	// is Result.Verify. Blobs are then not hashed when unpacked: the
+	// re-read hashes every byte as it landed on disk, which proves more.
+	Verify bool
 }
 
 // Progress receives restore progress. Its methods are called from several
@@ -129,6 +135,10 @@ type Result struct {
 	// Warnings lists things skipped on purpose, one line each.
 	Warnings []string
 	Duration time.Duration
+	// Verify is the verification's outcome when Options.Verify was set.
+	Verify *VerifyResult
+	// VerifyDuration is the part of Duration spent verifying.
+	VerifyDuration time.Duration
 }
 
 // ErrTargetNotEmpty is returned when the target holds files and Overwrite
@@ -247,12 +257,39 @@ func Restore(ctx context.Context, r *repo.Repository, sn *repo.Snapshot, o Optio
 	if err := rs.plan(ctx, sn.Tree); err != nil {
 		return nil, err
 	}
+	r.DropTrees() // planned: the walk is done, free the cached trees
 	if err := rs.run(ctx); err != nil {
 		return nil, err
 	}
 	res := rs.result()
+	if o.Verify {
+		vstart := o.Now()
+		if res.Verify, err = rs.verify(ctx); err != nil {
+			return nil, fmt.Errorf("verify: %w", err)
+		}
+		res.VerifyDuration = o.Now().Sub(vstart)
+	}
 	res.Duration = o.Now().Sub(start)
 	return res, nil
+}
+
+// verify checks the restored entries against the snapshot with the plan's
+// own entry list (no second walk of the trees).
+func (rs *restorer) verify(ctx context.Context) (*VerifyResult, error) {
+	o := rs.o
+	o.Progress = nil // the restore's progress is complete; problems are in the result
+	v := &verifier{r: rs.r, o: o, rt: rs.rt, leaderOf: make(map[*repo.Node]*entry, len(rs.links))}
+	entries := make([]entry, 0, len(rs.dirs)+len(rs.files)+len(rs.links)+len(rs.others))
+	entries = append(entries, rs.dirs...)
+	for _, f := range rs.files {
+		entries = append(entries, f.e)
+	}
+	for _, f := range rs.links {
+		entries = append(entries, f.e)
+		v.leaderOf[f.e.node] = &f.leader.e
+	}
+	entries = append(entries, rs.others...)
+	return v.run(ctx, entries)
 }
 
 func prepareTarget(o Options) error {
@@ -828,7 +865,11 @@ func (rs *restorer) processPack(ctx context.Context, pj *packJob, buf *[]byte) e
 		for i, b := range pj.blobs {
 			pbs[i] = b.pb
 		}
-		err := rs.r.StreamPack(ctx, pj.id, pbs, func(b repo.PackedBlob, data []byte) error {
+		stream := rs.r.StreamPack
+		if rs.o.Verify {
+			stream = rs.r.StreamPackUnhashed // verify() hashes what landed on disk
+		}
+		err := stream(ctx, pj.id, pbs, func(b repo.PackedBlob, data []byte) error {
 			req := find(b)
 			if req == nil || req.done {
 				return nil // a retried stream delivers blobs again

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/zeebo/blake3"
 	"golang.org/x/sys/unix"
 
 	"github.com/shopvault/shopvault/repo"
@@ -97,9 +98,17 @@ func Verify(ctx context.Context, r *repo.Repository, sn *repo.Snapshot, o Option
 	if o.Progress != nil {
 		o.Progress.Start(int64(len(entries)), totalBytes)
 	}
-	bufs := make([][]byte, o.Workers)
-	if err := parallel(ctx, o.Workers, len(entries), func(_ context.Context, w, i int) error {
-		v.check(entries[i], &bufs[w])
+	return v.run(ctx, entries)
+}
+
+// run checks entries in parallel.
+func (v *verifier) run(ctx context.Context, entries []entry) (*VerifyResult, error) {
+	bufs := make([]*hashBuf, v.o.Workers)
+	for w := range bufs {
+		bufs[w] = &hashBuf{h: v.r.Hasher()}
+	}
+	if err := parallel(ctx, v.o.Workers, len(entries), func(_ context.Context, w, i int) error {
+		v.check(entries[i], bufs[w])
 		return nil
 	}); err != nil {
 		return nil, err
@@ -148,7 +157,16 @@ func typeName(mode uint32) string {
 	return fmt.Sprintf("type %o", mode&unix.S_IFMT)
 }
 
-func (v *verifier) check(e entry, buf *[]byte) {
+// hashBuf is a verify worker's keyed hasher and read buffer: content is
+// hashed in pieces, so memory does not grow with the biggest blob (8 MiB).
+type hashBuf struct {
+	h   *blake3.Hasher
+	buf []byte
+}
+
+const hashPiece = 256 << 10
+
+func (v *verifier) check(e entry, buf *hashBuf) {
 	n := e.node
 	if n.Type == repo.NodeSocket {
 		return
@@ -254,7 +272,10 @@ func (v *verifier) checkXattrs(e entry, fd int) {
 	}
 }
 
-func (v *verifier) checkContent(e entry, fd int, buf *[]byte) {
+func (v *verifier) checkContent(e entry, fd int, hb *hashBuf) {
+	if hb.buf == nil {
+		hb.buf = make([]byte, hashPiece)
+	}
 	var off int64
 	for _, id := range e.node.Content {
 		ie, ok := v.r.Index().Lookup(repo.BlobHandle{Type: repo.DataBlob, ID: id})
@@ -262,20 +283,24 @@ func (v *verifier) checkContent(e entry, fd int, buf *[]byte) {
 			v.problem(e, "data blob %s is not in the index: content cannot be verified", id.Short())
 			return
 		}
-		n := int(ie.RawLength)
-		if cap(*buf) < n {
-			*buf = make([]byte, n)
+		n := int64(ie.RawLength)
+		hb.h.Reset() // keeps the key
+		for done := int64(0); done < n; {
+			b := hb.buf[:min(int64(len(hb.buf)), n-done)]
+			if err := preadFull(fd, b, off+done); err != nil {
+				v.problem(e, "read at offset %d: %v", off+done, err)
+				return
+			}
+			_, _ = hb.h.Write(b)
+			done += int64(len(b))
 		}
-		b := (*buf)[:n]
-		if err := preadFull(fd, b, off); err != nil {
-			v.problem(e, "read at offset %d: %v", off, err)
+		v.bytes.Add(n)
+		var got repo.ID
+		hb.h.Sum(got[:0])
+		if got != id {
+			v.problem(e, "content differs from the snapshot in bytes %d-%d", off, off+n-1)
 			return
 		}
-		v.bytes.Add(int64(n))
-		if v.r.BlobID(b) != id {
-			v.problem(e, "content differs from the snapshot in bytes %d-%d", off, off+int64(n)-1)
-			return
-		}
-		off += int64(n)
+		off += n
 	}
 }

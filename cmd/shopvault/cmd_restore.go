@@ -36,6 +36,7 @@ func restoreCommand() *cli.Command {
 		Flags:     restoreFlags(),
 		Action: func(c *cli.Context) error {
 			ctx := c.Context
+			tuneGCForRestore()
 			if c.String("to") != "" {
 				return restoreTo(c)
 			}
@@ -57,6 +58,7 @@ func restoreCommand() *cli.Command {
 					Target: target, Include: c.StringSlice("include"), Exclude: c.StringSlice("exclude"),
 					Overwrite: c.Bool("overwrite"), IgnoreErrors: c.Bool("ignore-errors"), Workers: c.Int("workers"),
 					Owner: os.Geteuid() == 0 && !c.Bool("no-owner"), Progress: restoreProgress{bar},
+					Verify: !c.Bool("no-verify"),
 				}
 				res, err := restore.Restore(ctx, r, sn, o)
 				bar.finish()
@@ -65,12 +67,8 @@ func restoreCommand() *cli.Command {
 				}
 				report := map[string]any{"snapshot": sn.ID.String(), "target": target, "files": res.Files, "dirs": res.Dirs,
 					"bytes": res.Bytes, "skipped": res.Skipped, "damaged": res.Damaged}
-				var vres *restore.VerifyResult
-				if !c.Bool("no-verify") {
-					vres, err = restore.Verify(ctx, r, sn, o)
-					if err != nil {
-						return fmt.Errorf("verify: %w", err)
-					}
+				vres := res.Verify
+				if vres != nil {
 					probs := []string{}
 					for _, p := range vres.Problems {
 						probs = append(probs, p.Path+": "+p.What)
