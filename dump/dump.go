@@ -233,6 +233,12 @@ func Dump(ctx context.Context, cfg *mysql.Config, opts Options, sink Sink) (*Man
 	d := &dumper{pool: pool, opts: opts, sink: sink, addr: describeAddr(cfg)}
 	m, err := d.run(ctx, dbs)
 	if err != nil {
+		if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+			// A cancelled context kills the driver's connections, and
+			// whichever statement notices first reports "bad connection":
+			// the cause is the cancellation.
+			return nil, fmt.Errorf("dump interrupted: %w (%v)", cerr, err)
+		}
 		return nil, err
 	}
 	return m, nil
