@@ -38,6 +38,7 @@ DELAY_PID=$!
 cleanup() {
   kill "$DELAY_PID" 2>/dev/null || true
   [ "$SSHD_WAS_UP" = 1 ] || "$SHARED/sshd.sh" stop >/dev/null || true
+  freshfs_cleanup
   [ "${KEEP:-0}" = 1 ] || rm -rf "$BOX" "$W"/sv-cache-* "$W"/restic-cache "$W"/r-*
 }
 trap cleanup EXIT
@@ -67,12 +68,12 @@ svx() { local net=$1 cmd=$2; shift 2
   "$SVB" "$cmd" --repo "$(svurl "$net")" --known-hosts "$W/known_hosts" --ssh-key "$S/client_key" ${SV_FLAGS:-} "$@"; }
 sv_first() { svx "$1" init --host-key "$W/keys/host-$1" --restore-key "$W/keys/restore-$1" &&
   svx "$1" backup --host-key "$W/keys/host-$1" --cache-dir "$W/sv-cache-$1" --no-default-excludes --json "$C"; }
-sv_restore() { local net=$1; shift; svx "$net" restore --restore-key "$W/keys/restore-$net" latest --target "$W/r-sv" "$@"; }
+sv_restore() { local net=$1; shift; svx "$net" restore --restore-key "$W/keys/restore-$net" latest --target "$W/r-sv/t" "$@"; }
 export RESTIC_PASSWORD_FILE="$W/restic-pass" RESTIC_CACHE_DIR="$W/restic-cache"
 echo "bench-password-$$" >"$RESTIC_PASSWORD_FILE"
 rx() { local net=$1; shift; restic -r "sftp:box-$net:$BOX/restic-$net" -o sftp.command="ssh -F $W/ssh_config box-$net -s sftp" "$@"; }
 restic_first() { rx "$1" init && rx "$1" backup --json --quiet "$C"; }
-restic_restore() { rx "$1" restore latest --target "$W/r-restic"; }
+restic_restore() { rx "$1" restore latest --target "$W/r-restic/t"; }
 export -f svurl svx sv_first sv_restore rx restic_first restic_restore
 export SVB W S C BOX PORT DPORT
 
@@ -89,7 +90,7 @@ first_sv() { FLIP=$(( 1 - FLIP )); [ "$FLIP" = 1 ]; }   # alternates from call t
 
 for RND in $(seq 1 "$ROUNDS"); do
   [ $(( RND % 2 )) = 0 ] && FLIP=1 || FLIP=0   # even rounds start with restic
-  rm -rf "$C" "$BOX"/* "$W"/sv-cache-* "$W/restic-cache" "$W"/r-* "$W"/keys/*
+  freshfs_cleanup; rm -rf "$C" "$BOX"/* "$W"/sv-cache-* "$W/restic-cache" "$W"/r-* "$W"/keys/*
   echo "== round $RND/$ROUNDS: corpus (scale $SCALE) in $C; sshd 127.0.0.1:$PORT, relay :$DPORT" >&2
   "$SHARED/corpus.sh" "$C" "$SCALE" >&2
   CFILES=$(find "$C" -type f | wc -l); CSIZE=$(find "$C" -type f -printf '%s\n' | awk '{ s += $1 } END { print s }')
@@ -99,9 +100,10 @@ for RND in $(seq 1 "$ROUNDS"); do
     else run "restic_first_$NET" "restic_first $NET"; run "sv_first_$NET" "sv_first $NET"; fi
     V[G.sv_size_$NET.$RND]=$(dub "$BOX/sv-$NET"); V[G.restic_size_$NET.$RND]=$(dub "$BOX/restic-$NET")
     echo "== $NET: full restore" >&2
-    svr() { run "sv_restore_nv_$NET" "sv_restore $NET --no-verify"; checktree "$W/r-sv"
-      run "sv_restore_$NET" "sv_restore $NET"; checktree "$W/r-sv"; }
-    rr() { run "restic_restore_$NET" "restic_restore $NET"; checktree "$W/r-restic"; }
+    # each restore onto a just-made journaled ext4 (freshfs in lib.sh)
+    svr() { freshfs "$W/r-sv"; run "sv_restore_nv_$NET" "sv_restore $NET --no-verify"; checktree "$W/r-sv/t"
+      freshfs "$W/r-sv"; run "sv_restore_$NET" "sv_restore $NET"; checktree "$W/r-sv/t"; }
+    rr() { freshfs "$W/r-restic"; run "restic_restore_$NET" "restic_restore $NET"; checktree "$W/r-restic/t"; }
     if first_sv; then svr; rr; else rr; svr; fi
   done
 done
@@ -148,7 +150,7 @@ EOF
     export SVB="$SV/bin/shopvault-prof"
     SHOPVAULT_CPUPROFILE="$P/backup.pprof" bash -c "rm -rf '$W/sv-cache-loop' '$W'/keys/*-loop '$BOX/sv-loop' && sv_first loop" >"$OUT/prof-backup.out" 2>&1
     SHOPVAULT_CPUPROFILE="$P/restore.pprof" bash -c "sv_restore loop --no-verify" >"$OUT/prof-restore.out" 2>&1
-    rm -rf "$W/r-sv"
+    freshfs_cleanup; rm -rf "$W/r-sv"
     for k in backup restore; do
       { echo "== $k: flat"; go tool pprof -top -nodecount=25 "$SVB" "$P/$k.pprof" 2>/dev/null
         echo "== $k: cumulative"; go tool pprof -top -cum -nodecount=40 "$SVB" "$P/$k.pprof" 2>/dev/null; } >"$OUT/prof-$k.txt"

@@ -16,13 +16,13 @@ ROUNDS="${ROUNDS:-1}"
 need mariadb mariadb-dump restic /usr/bin/time git go
 build_shopvault
 W="$SV/staging"; OUT="$W/out"
-rm -rf "$W"; mkdir -p "$W" "$OUT" "$W/keys"
+freshfs_cleanup; rm -rf "$W"; mkdir -p "$W" "$OUT" "$W/keys"
 
 echo "== mariadbd 'staging' and database prestashop at scale $SCALE" >&2
 "$SHARED/db.sh" start staging >&2
 "$SHARED/db.sh" load staging "$SCALE" >"$OUT/load-sizes.txt" 2>&1 || { cat "$OUT/load-sizes.txt" >&2; exit 1; }
 eval "$("$SHARED/db.sh" env staging)"
-[ "${KEEP:-0}" = 1 ] || trap '"$SHARED/db.sh" stop staging >&2' EXIT
+if [ "${KEEP:-0}" = 1 ]; then trap freshfs_cleanup EXIT; else trap 'freshfs_cleanup; "$SHARED/db.sh" stop staging >&2' EXIT; fi
 CNF="$W/my.cnf"
 printf '[client]\nuser=root\nsocket=%s\n' "$SOCK" >"$CNF"; chmod 600 "$CNF"
 sql() { mariadb --defaults-file="$CNF" "$@"; }
@@ -48,7 +48,8 @@ restic backup -q "$SHOP" "$W/dumpdir" >"$OUT/restic-backup.txt"
 
 declare -A T
 sv_round() { # sv_round N
-  local root="$W/stage-sv-$1" db="prestashop_sv_$1" cfg="$W/sv-$1.toml"
+  local root="$W/stage-sv-$1/t" db="prestashop_sv_$1" cfg="$W/sv-$1.toml"
+  freshfs "$W/stage-sv-$1"   # a just-made journaled ext4, as for the peers (lib.sh)
   cat >"$cfg" <<TOML
 repository = "$W/sv-repo"
 host-key = "$HK"
@@ -68,7 +69,8 @@ TOML
   T[sv_$1]=$WALL
 }
 peer_round() {
-  local root="$W/stage-restic-$1" db="prestashop_peer_$1"
+  local root="$W/stage-restic-$1/t" db="prestashop_peer_$1"
+  freshfs "$W/stage-restic-$1"
   measure "restic_restore_mariadb_$1" bash -c "restic restore -q --verify latest --target '$root' &&
     mariadb --defaults-file='$CNF' -e 'CREATE DATABASE $db' &&
     mariadb --defaults-file='$CNF' $db < '$root$W/dumpdir/dump.sql'"
@@ -78,7 +80,7 @@ for i in $(seq 1 "$ROUNDS"); do
   echo "== round $i" >&2
   sv_round "$i"
   peer_round "$i"
-  rm -rf "$W/stage-sv-$i" "$W/stage-restic-$i"
+  freshfs_cleanup; rm -rf "$W/stage-sv-$i" "$W/stage-restic-$i"
   sql -e "DROP DATABASE prestashop_sv_$i; DROP DATABASE prestashop_peer_$i"
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR]=$1 } END { if (NR%2) print a[(NR+1)/2]; else printf "%.2f", (a[NR/2]+a[NR/2+1])/2 }'; }
