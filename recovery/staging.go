@@ -335,6 +335,10 @@ func restoreFiles(ctx context.Context, r *repo.Repository, sn *repo.Snapshot, ro
 	fr.Files, fr.Dirs, fr.Bytes, fr.Written, fr.Skipped = res.Files, res.Dirs, res.Bytes, res.Written, res.Skipped
 	fr.Damaged = append(fr.Damaged, res.Damaged...)
 	fr.Warnings, fr.Seconds = res.Warnings, res.Duration.Seconds()
+	if v := res.Verify; v != nil { // ro.Verify: checked as part of the restore
+		fr.Verified, fr.Problems = v.Files, problems(v)
+		fr.VerifySec = res.VerifyDuration.Seconds()
+	}
 	return fr, nil
 }
 
