@@ -17,6 +17,11 @@ import (
 // decodes with encoding/json as before. So the result of DecodeTree never
 // depends on which path ran; FuzzDecodeTreeDifferential checks that.
 //
+// Trees with a string that is not UTF-8 carry "_raw" fields (see
+// EncodeTree). The fast path does not know those keys and leaves such
+// trees to encoding/json, whose result then goes through treeWire.tree.
+// They are rare, and that keeps this file ignorant of raw fields.
+//
 // Times go through time.Time.UnmarshalJSON, exactly as encoding/json calls
 // it, so locations and errors are the standard library's. Strings never
 // alias the input: they are copied into a few shared chunks (one allocation

@@ -230,6 +230,9 @@ func checkFastMatchesUnmarshal(t testing.TB, data []byte) (fast bool) {
 	return true
 }
 
+// TestDecodeTreeFastDifferential decodes random trees both ways. Trees
+// whose strings are all UTF-8 must take the fast path; the others carry
+// raw fields (see EncodeTree), which the fast path leaves to encoding/json.
 func TestDecodeTreeFastDifferential(t *testing.T) {
 	zones := testZones(t)
 	r := rand.New(rand.NewPCG(1, 2))
@@ -237,34 +240,78 @@ func TestDecodeTreeFastDifferential(t *testing.T) {
 	if testing.Short() {
 		n = 200
 	}
+	var raw int
 	for i := range n {
 		tr := randomTree(r, zones, i%2 == 0)
 		data, err := EncodeTree(tr)
 		if err != nil {
 			t.Fatalf("tree %d: %v", i, err)
 		}
-		if !checkFastMatchesUnmarshal(t, data) {
-			t.Fatalf("tree %d: the fast path refused what EncodeTree wrote: %q", i, data)
+		plain := treeIsUTF8(tr)
+		if fast := checkFastMatchesUnmarshal(t, data); fast != plain {
+			t.Fatalf("tree %d: fast path taken %v for a tree whose strings are UTF-8: %v: %q", i, fast, plain, data)
+		}
+		if !plain {
+			raw++
 		}
 		checkSameAsJSON(t, data)
 	}
+	if raw < n/4 {
+		t.Fatalf("only %d of %d trees have strings that are not UTF-8", raw, n)
+	}
+}
+
+// treeIsUTF8 reports whether every string of t is valid UTF-8, written
+// independently of the encoder's own check.
+func treeIsUTF8(t *Tree) bool {
+	for _, n := range t.Nodes {
+		strs := []string{n.Name, n.User, n.Group, n.LinkTarget}
+		for _, x := range n.Xattrs {
+			strs = append(strs, x.Name)
+		}
+		for _, s := range strs {
+			if strings.ToValidUTF8(s, "?") != s {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // TestDecodeTreeRoundTrip checks the decoder against the tree that was
-// encoded, not only against encoding/json: everything comes back, times
-// as the same instant with the same offset.
+// encoded, not only against encoding/json: everything comes back, strings
+// byte for byte whether or not they are UTF-8, times as the same instant
+// with the same offset, and encoding the result again gives the same blob.
 func TestDecodeTreeRoundTrip(t *testing.T) {
 	zones := testZones(t)
 	r := rand.New(rand.NewPCG(3, 4))
+	var collisions int
 	for i := range 500 {
-		orig := randomTree(r, zones, true)
+		orig := randomTree(r, zones, i%2 == 0)
 		data, err := EncodeTree(orig)
 		if err != nil {
 			t.Fatal(err)
 		}
+		if !utf8.Valid(data) {
+			t.Fatalf("tree %d: blob is not UTF-8: %q", i, data)
+		}
 		got, err := DecodeTree(data)
 		if err != nil {
-			t.Fatalf("tree %d: %v", i, err)
+			t.Fatalf("tree %d: %v\n%q", i, err, data)
+		}
+		// Offsets with seconds are written rounded (see below), so only
+		// trees without them must give the same blob again.
+		again, err := EncodeTree(got)
+		if err != nil || (!bytes.Equal(again, data) && !hasSecondsOffset(orig)) {
+			t.Fatalf("tree %d: re-encoded (%v)\n%q\nwant\n%q", i, err, again, data)
+		}
+		shown := map[string]bool{}
+		for _, n := range orig.Nodes {
+			d := strings.ToValidUTF8(n.Name, "\ufffd")
+			if shown[d] {
+				collisions++
+			}
+			shown[d] = true
 		}
 		if len(got.Nodes) != len(orig.Nodes) || (got.Nodes == nil) != (orig.Nodes == nil) {
 			t.Fatalf("tree %d: %d nodes (nil %v), want %d (nil %v)", i, len(got.Nodes), got.Nodes == nil, len(orig.Nodes), orig.Nodes == nil)
@@ -284,27 +331,18 @@ func TestDecodeTreeRoundTrip(t *testing.T) {
 			}
 		}
 	}
+	if collisions == 0 {
+		t.Fatal("no tree had two names that only differ in bytes that are not UTF-8")
+	}
 }
 
-// TestDecodeTreeInvalidUTF8Names pins down what happens to names that are
-// not UTF-8: json.Marshal writes their bad bytes as U+FFFD, and both
-// decoders read them back so.
-func TestDecodeTreeInvalidUTF8Names(t *testing.T) {
-	data, err := EncodeTree(&Tree{Nodes: []Node{{Name: "a\xffb", Type: NodeFile}, {Name: "c\xc3", Type: NodeFifo}}})
-	if err != nil {
-		t.Fatal(err)
+func hasSecondsOffset(t *Tree) bool {
+	for _, n := range t.Nodes {
+		if _, off := n.ModTime.Zone(); off%60 != 0 {
+			return true
+		}
 	}
-	if !checkFastMatchesUnmarshal(t, data) {
-		t.Fatalf("fast path refused %q", data)
-	}
-	tr, err := DecodeTree(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if tr.Nodes[0].Name != "a\ufffdb" || tr.Nodes[1].Name != "c\ufffd" {
-		t.Fatalf("names %q %q", tr.Nodes[0].Name, tr.Nodes[1].Name)
-	}
-	checkSameAsJSON(t, data)
+	return false
 }
 
 // TestDecodeTreeFastFallback feeds the fast path what EncodeTree never
@@ -464,10 +502,39 @@ func FuzzDecodeTreeDifferential(f *testing.F) {
 	f.Add([]byte(`{"nodes":[{"name":"\u00e9\u2028\"","type":"file","xattrs":[{"name":"x","value":null},{}]}]}`))
 	f.Add([]byte(`{"nodes":[{"name":"a","type":"file","mode":01}]}`))
 	f.Add([]byte(`{"nodes":[{"name":"\ud83d\ude00","type":"dir","subtree":"` + strings.Repeat("AB", 32) + `"}]}`))
+	for _, s := range rawFieldCases {
+		f.Add([]byte(s.data))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		checkFastMatchesUnmarshal(t, data)
 		checkSameAsJSON(t, data)
+		checkReencodes(t, data)
 	})
+}
+
+// checkReencodes fails unless a tree that decodes from data encodes to a
+// blob that decodes to a tree encoding to the same blob again: EncodeTree's
+// output is a fixed point, whatever form the input had.
+func checkReencodes(t testing.TB, data []byte) {
+	t.Helper()
+	tr, err := DecodeTree(data)
+	if err != nil {
+		return
+	}
+	enc, err := EncodeTree(tr)
+	if err != nil {
+		t.Fatalf("decoded tree of %q does not encode: %v", data, err)
+	}
+	tr2, err := DecodeTree(enc)
+	if err != nil {
+		t.Fatalf("EncodeTree wrote %q, DecodeTree refuses it: %v", enc, err)
+	}
+	if fast := checkFastMatchesUnmarshal(t, enc); fast != treeIsUTF8(tr) {
+		t.Fatalf("fast path taken %v on %q", fast, enc)
+	}
+	if enc2, err := EncodeTree(tr2); err != nil || !bytes.Equal(enc, enc2) {
+		t.Fatalf("re-encoding %q gave %q (%v)", enc, enc2, err)
+	}
 }
 
 // benchTree is a typical shop directory: 50 files of one to three chunks,
