@@ -22,7 +22,8 @@
 # host-key prune leaves alone), its size and a second check --read-data. Every nightly backup is
 # measured too (sums reported). Prints a markdown table with ratios and the issue's targets; raw
 # outputs in $SV/prune/out.
-# Env: SV (scratch, default /tmp/sv), SHARED (default <repo>/../shared/bench), KEEP=1 keeps repos.
+# Env: SV (scratch, default /tmp/sv), SHARED (default <repo>/../shared/bench), KEEP=1 keeps repos,
+# REPACK_THRESHOLD (prune --repack's --repack-threshold, default 0.1 = repo.DefaultRepackThreshold).
 . "$(dirname "$0")/lib.sh"
 SCALE="${1:-0.1}"; NIGHTS="${2:-30}"; PRUNE_ROUNDS="${3:-3}"
 need restic /usr/bin/time git go
@@ -37,11 +38,13 @@ sv_backup() { "$SVB" backup --repo "$SVREPO" --host-key "$HK" --cache-dir "$SVCA
 restic_backup() { restic backup --json --quiet "$@" "$C"; }
 sv_prune() { "$SVB" forget --repo "$SVREPO" --host-key "$HK" --keep-last 7 --keep-tag weekly --prune; }
 restic_prune() { restic forget --keep-last 7 --keep-tag weekly --prune; }
-sv_repack() { "$SVB" prune --repo "$SVREPO" --host-key "$HK" --restore-key "$RK" --repack; }
+# --repack-threshold: repo.DefaultRepackThreshold (0.1); the CLI flag's own default still says 0.2.
+sv_repack() { "$SVB" prune --repo "$SVREPO" --host-key "$HK" --restore-key "$RK" --repack --repack-threshold "$REPACK_THRESHOLD"; }
 sv_check() { "$SVB" check --repo "$SVREPO" --restore-key "$RK" --read-data; }
 restic_check() { restic check --read-data; }
 export -f sv_backup restic_backup sv_prune restic_prune sv_repack sv_check restic_check
-export SVB SVREPO SVCACHE HK RK C
+REPACK_THRESHOLD="${REPACK_THRESHOLD:-0.1}"
+export SVB SVREPO SVCACHE HK RK C REPACK_THRESHOLD
 
 declare -A V   # V[metric.step] = value; T wall s, U cpu s, M max RSS MiB
 run() { measure "$1" bash -c "$2"; V[T.$1]=$WALL; V[U.$1]=$CPU; V[M.$1]=$RSS; }
@@ -50,6 +53,10 @@ med() { # med METRIC STEP : median over the prune rounds
   local i v=""
   for i in $(seq 1 "$PRUNE_ROUNDS"); do v="$v ${V[$1.$2.$i]}"; done
   echo $v | tr ' ' '\n' | sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR+1)/2]; else printf "%.10g\n", (a[NR/2] + a[NR/2+1]) / 2 }'
+}
+breakdown() { # breakdown DIR : "data 639.02, index 1.58, ..." (du -sb of each top-level entry, MiB, largest first)
+  local e; for e in "$1"/*; do printf '%s\t%s\n' "$(basename "$e")" "$(dub "$e")"; done |
+    sort -t$'\t' -k2 -rn | awk -F'\t' '{ printf "%s%s %.2f", (NR > 1 ? ", " : ""), $1, $2/1048576 }'
 }
 maxrss() { awk -F'\t' -v p="$1" '$1 ~ "^" p "\\." && $4+0 > m { m = $4+0 } END { print m+0 }' "$OUT/measurements.tsv"; }
 
@@ -92,6 +99,7 @@ done
 rm -rf "$W/sv-repo.0" "$W/restic-repo.0" "$W/restic-cache.0"
 for m in T U M; do for t in sv_prune restic_prune; do V[$m.$t]=$(med "$m" "$t"); done; done
 SV_AFTER=$(dub "$SVREPO"); R_AFTER=$(dub "$RESTIC_REPOSITORY")
+SV_PARTS=$(breakdown "$SVREPO"); R_PARTS=$(breakdown "$RESTIC_REPOSITORY")
 SV_SNAPS=$("$SVB" snapshots --repo "$SVREPO" --host-key "$HK" 2>/dev/null | grep -cE '^[0-9a-f]{8} ')
 R_SNAPS=$(restic snapshots --json | grep -o '"short_id"' | wc -l)
 [ "$SV_SNAPS" = "$R_SNAPS" ] || { echo "bench: shopvault kept $SV_SNAPS snapshots, restic $R_SNAPS" >&2; exit 1; }
@@ -102,7 +110,7 @@ run restic_check restic_check
 
 echo "== shopvault prune --repack (restore key), check --read-data again" >&2
 run sv_repack sv_repack
-SV_REPACKED=$(dub "$SVREPO")
+SV_REPACKED=$(dub "$SVREPO"); SV_PARTS_REPACKED=$(breakdown "$SVREPO")
 run sv_check_repack sv_check
 
 # ---- table ----
@@ -123,7 +131,7 @@ line() { # op sv restic target(max ratio) unit [sv-cpu restic-cpu]
   line "forget + prune, wall (median of $PRUNE_ROUNDS)" "${V[T.sv_prune]}" "${V[T.restic_prune]}" "≤ 0.5" s "${V[U.sv_prune]}" "${V[U.restic_prune]}"
   line "forget + prune, peak RSS (median)" "${V[M.sv_prune]}" "${V[M.restic_prune]}" "≤ 1" MiB
   line "repository size after prune" "$(mib "$SV_AFTER")" "$(mib "$R_AFTER")" "≤ 1" MiB
-  line "then \`shopvault prune --repack\` (restore key), wall" "${V[T.sv_repack]}" "" "(info)" s "${V[U.sv_repack]}"
+  line "then \`shopvault prune --repack --repack-threshold $REPACK_THRESHOLD\` (restore key), wall" "${V[T.sv_repack]}" "" "(info)" s "${V[U.sv_repack]}"
   line "forget + prune + prune --repack, wall" "$(awk -v a="${V[T.sv_prune]}" -v b="${V[T.sv_repack]}" 'BEGIN { printf "%.2f", a+b }')" "${V[T.restic_prune]}" "≤ 0.5" s
   line "prune --repack, peak RSS" "${V[M.sv_repack]}" "${V[M.restic_prune]}" "≤ 1" MiB
   line "repository size after prune --repack" "$(mib "$SV_REPACKED")" "$(mib "$R_AFTER")" "≤ 1" MiB
@@ -135,6 +143,8 @@ line() { # op sv restic target(max ratio) unit [sv-cpu restic-cpu]
   line "$NIGHTS nightly backups, wall summed" "$(sum sv_night | awk -v f="${V[T.sv_night.0]}" '{ printf "%.2f", $1 - f }')" \
     "$(sum restic_night | awk -v f="${V[T.restic_night.0]}" '{ printf "%.2f", $1 - f }')" "(info)" s
   line "nightly backups, highest peak RSS" "$(maxrss sv_night)" "$(maxrss restic_night)" "(info)" MiB
+  echo
+  echo "Repositories by directory (du -sb, MiB) after forget + prune: shopvault $SV_PARTS; restic $R_PARTS. Shopvault after prune --repack: $SV_PARTS_REPACKED."
   echo
   echo "forget + prune per round (wall s, shopvault/restic): $(for i in $(seq 1 "$PRUNE_ROUNDS"); do printf '%s%s/%s' "$([ "$i" -gt 1 ] && echo ', ')" "${V[T.sv_prune.$i]}" "${V[T.restic_prune.$i]}"; done)."
   echo

@@ -129,3 +129,39 @@ func TestPrefetchTreesServesTreesWithoutStorage(t *testing.T) {
 		t.Fatal("the fault injection did not apply to data blobs")
 	}
 }
+
+// A pack one eighth unused is repacked by default (DefaultRepackThreshold)
+// but not at the old default of 0.2.
+func TestRepackDefaultThreshold(t *testing.T) {
+	ctx := t.Context()
+	be := mem.New()
+	_, restoreKey := initRepo(t, be)
+	r, _ := repo.Open(ctx, be, restoreKey)
+	var blobs [][]byte
+	for i := 0; i < 8; i++ {
+		blobs = append(blobs, randBytes(int64(400+i), 100_000)) // one pack of 1 MiB
+	}
+	snAll := snapshotOf(t, r, blobs)
+	snapshotOf(t, r, blobs[1:])
+	if err := r.RemoveSnapshot(ctx, snAll); err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.Prune(ctx, repo.PruneOptions{Repack: true, RepackThreshold: 0.2, DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.PacksRepacked != 0 {
+		t.Fatalf("at 0.2, %d packs to repack, want 0 (12.5%% unused)", res.PacksRepacked)
+	}
+	res, err = r.Prune(ctx, repo.PruneOptions{Repack: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.PacksRepacked != 1 || res.UnusedKept != 0 {
+		t.Fatalf("by default %d packs repacked, %d unused bytes kept; want 1 and 0", res.PacksRepacked, res.UnusedKept)
+	}
+	chk, err := r.Check(ctx, repo.CheckOptions{ReadData: true})
+	if err != nil || !chk.OK() || chk.Blobs != len(blobs)-1+1 {
+		t.Fatalf("check after repack: %v %v, %d blobs (want %d)", err, chk.Problems, chk.Blobs, len(blobs))
+	}
+}
