@@ -588,10 +588,12 @@ func (b *Backend) CheckSpace(ctx context.Context, need uint64) error {
 type rangeReader struct {
 	ctx  context.Context
 	ch   chan chunk
+	free chan []byte // consumed chunk buffers, reused by the fetcher
 	done chan struct{}
 	exit chan struct{}
 	cur  []byte
-	err  error // the first error seen by the consumer
+	buf  []byte // the buffer cur lies in
+	err  error  // the first error seen by the consumer
 }
 
 type chunk struct {
@@ -602,7 +604,8 @@ type chunk struct {
 const readChunk = 1 << 20
 
 func newRangeReader(ctx context.Context, f *pkgsftp.File, off, n int64, limit *tokenBucket) *rangeReader {
-	rr := &rangeReader{ctx: ctx, ch: make(chan chunk, 1), done: make(chan struct{}), exit: make(chan struct{})}
+	// At most three buffers: one being filled, one queued, one being read.
+	rr := &rangeReader{ctx: ctx, ch: make(chan chunk, 1), free: make(chan []byte, 3), done: make(chan struct{}), exit: make(chan struct{})}
 	go func() {
 		defer close(rr.exit)
 		defer close(rr.ch)
@@ -616,7 +619,13 @@ func newRangeReader(ctx context.Context, f *pkgsftp.File, off, n int64, limit *t
 			if err := limit.wait(ctx, int(sz)); err != nil {
 				c.err = err
 			} else {
-				buf := make([]byte, sz)
+				var buf []byte
+				select {
+				case buf = <-rr.free:
+				default:
+					buf = make([]byte, readChunk)
+				}
+				buf = buf[:sz]
 				m, err := f.ReadAt(buf, pos)
 				if int64(m) == sz {
 					err = nil
@@ -648,11 +657,18 @@ func (r *rangeReader) Read(p []byte) (int, error) {
 			r.err = err
 			return 0, err
 		}
+		if r.buf != nil {
+			select {
+			case r.free <- r.buf[:cap(r.buf)]:
+			default:
+			}
+			r.buf = nil
+		}
 		c, ok := <-r.ch
 		if !ok {
 			return 0, io.EOF
 		}
-		r.cur = c.data
+		r.cur, r.buf = c.data, c.data
 		if c.err != nil && len(c.data) == 0 {
 			r.err = c.err
 			return 0, c.err

@@ -482,7 +482,7 @@ func drillCommand() *cli.Command {
 			&cli.IntFlag{Name: "db-threads", Usage: "tables loaded in parallel", Value: 2},
 		),
 		Action: func(c *cli.Context) error {
-			tuneGCForRestore()
+			tuneGCForRestore(c)
 			ctx := c.Context
 			cfg, err := optionalConfig(c)
 			if err != nil {

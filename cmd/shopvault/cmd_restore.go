@@ -36,7 +36,7 @@ func restoreCommand() *cli.Command {
 		Flags:     restoreFlags(),
 		Action: func(c *cli.Context) error {
 			ctx := c.Context
-			tuneGCForRestore()
+			tuneGCForRestore(c)
 			if c.String("to") != "" {
 				return restoreTo(c)
 			}
