@@ -8,6 +8,7 @@ import (
 
 func FuzzDecodeIndex(f *testing.F) {
 	f.Add(EncodeIndex([]IndexPack{{ID: ID{1}, Size: 100, Blobs: []PackedBlob{{BlobHandle: BlobHandle{Type: DataBlob, ID: ID{2}}, Offset: 0, Length: 10, RawLength: 20}}}}))
+	f.Add(encodeIndexV1([]IndexPack{{ID: ID{1}, Size: 100, Blobs: []PackedBlob{{BlobHandle: BlobHandle{Type: DataBlob, ID: ID{2}}, Offset: 0, Length: 10, RawLength: 20}}}}))
 	f.Add([]byte("SVIX\x01\xff\xff\xff\xff\x0f"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		packs, err := DecodeIndex(data)
@@ -17,6 +18,12 @@ func FuzzDecodeIndex(f *testing.F) {
 		again, err := DecodeIndex(EncodeIndex(packs))
 		if err != nil || len(again) != len(packs) {
 			t.Fatalf("re-encoded index does not decode: %v", err)
+		}
+		for i, p := range packs {
+			want := slices.SortedStableFunc(slices.Values(p.Blobs), byOffset)
+			if again[i].ID != p.ID || again[i].Size != p.Size || !slices.Equal(again[i].Blobs, want) {
+				t.Fatalf("pack %d decodes differently after re-encoding", i)
+			}
 		}
 	})
 }
