@@ -266,11 +266,10 @@ func TestFullDiskLeavesNoSnapshotAndNextBackupWorks(t *testing.T) {
 	f := &backendtest.Faulty{Backend: inner}
 	r, host, restore := newRepo(t, f)
 	_ = r.LoadIndex(ctx)
-	saves := 0
+	var saves atomic.Int32 // packs are uploaded concurrently
 	f.FailSave = func(h backend.Handle) error {
 		if h.Type == backend.PackFile {
-			saves++
-			if saves > 1 {
+			if saves.Add(1) > 1 {
 				return backend.ErrNoSpace
 			}
 		}

@@ -47,26 +47,9 @@ func (s *dumpSink) WriteStream(ctx context.Context, database, name string, r io.
 			return fmt.Errorf("stream name %q: %w", name, err)
 		}
 	}
-	params := s.a.r.Config().SQLChunks
-	ch := chunk.New(r, s.a.r.Polynomial(), params)
-	buf := make([]byte, params.MaxSize)
-	var content []repo.ID
-	var size int64
-	for {
-		data, err := ch.Next(buf)
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("dump stream %s/%s: %w", database, name, err)
-		}
-		id, _, err := s.a.saver.Save(ctx, repo.DataBlob, data)
-		if err != nil {
-			return err
-		}
-		s.a.addRef(repo.BlobHandle{Type: repo.DataBlob, ID: id})
-		content = append(content, id)
-		size += int64(len(data))
+	content, size, err := s.chunkAndSave(ctx, r)
+	if err != nil {
+		return fmt.Errorf("dump stream %s/%s: %w", database, name, err)
 	}
 	node := repo.Node{Name: path.Base(name), Type: repo.NodeFile, Mode: 0o600, ModTime: s.start.UTC(), Size: uint64(size), Content: content}
 	s.mu.Lock()
@@ -80,6 +63,69 @@ func (s *dumpSink) WriteStream(ctx context.Context, database, name string, r io.
 		s.a.o.Progress.FileDone("/db/"+database+"/"+name, size, size)
 	}
 	return nil
+}
+
+// chunkAndSave cuts r into SQL chunks and saves them, in order. Chunking
+// and saving (hash, compression, encryption) run on two goroutines, so the
+// dump's producer, the chunker and the saver overlap on a multi-core box.
+func (s *dumpSink) chunkAndSave(ctx context.Context, r io.Reader) ([]repo.ID, int64, error) {
+	params := s.a.r.Config().SQLChunks
+	const inFlight = 4
+	free := make(chan []byte, inFlight)
+	for range inFlight {
+		free <- make([]byte, params.MaxSize)
+	}
+	cut := make(chan []byte, inFlight)
+	chunkErr := make(chan error, 1)
+	stop := make(chan struct{})
+	go func() {
+		defer close(cut)
+		ch := chunk.New(r, s.a.r.Polynomial(), params)
+		for {
+			var buf []byte
+			select {
+			case buf = <-free:
+			case <-stop:
+				chunkErr <- nil
+				return
+			}
+			data, err := ch.Next(buf[:cap(buf)])
+			if err == io.EOF {
+				chunkErr <- nil
+				return
+			}
+			if err != nil {
+				chunkErr <- err
+				return
+			}
+			select {
+			case cut <- data:
+			case <-stop:
+				chunkErr <- nil
+				return
+			}
+		}
+	}()
+	var content []repo.ID
+	var size int64
+	var serr error
+	for data := range cut {
+		if serr == nil {
+			var id repo.ID
+			if id, _, serr = s.a.saver.Save(ctx, repo.DataBlob, data); serr == nil {
+				s.a.addRef(repo.BlobHandle{Type: repo.DataBlob, ID: id})
+				content = append(content, id)
+				size += int64(len(data))
+			} else {
+				close(stop) // the chunker stops; the stream's producer sees the sink return
+			}
+		}
+		free <- data[:cap(data)]
+	}
+	if err := <-chunkErr; err != nil && serr == nil {
+		return nil, 0, err
+	}
+	return content, size, serr
 }
 
 // dumpDatabases dumps into the snapshot and returns the /db directory node.

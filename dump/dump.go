@@ -1049,7 +1049,7 @@ type tableWriter struct {
 // stream runs produce, writing into a pipe that the sink reads, and returns the number of
 // bytes written. An error of produce wins over the sink's.
 func (tw *tableWriter) stream(ctx context.Context, db, name string, produce func(w io.Writer) error) (int64, error) {
-	pr, pw := io.Pipe()
+	pr, pw := newStreamPipe().ends()
 	done := make(chan error, 1)
 	go func() {
 		err := tw.d.sink.WriteStream(ctx, db, name, pr)
