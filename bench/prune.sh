@@ -30,6 +30,7 @@ need restic /usr/bin/time git go
 W="$SV/prune"; OUT="$W/out"; C="$W/corpus"
 rm -rf "$W"; mkdir -p "$W" "$OUT" "$W/keys"
 build_shopvault
+SV_REV=$(git -C "$ROOT" rev-parse --short HEAD)   # the commit the binary was built from (plus any uncommitted edits)
 
 SVREPO="$W/sv-repo"; SVCACHE="$W/sv-cache"; HK="$W/keys/host.key"; RK="$W/keys/restore.key"
 export RESTIC_REPOSITORY="$W/restic-repo" RESTIC_PASSWORD_FILE="$W/restic-pass" RESTIC_CACHE_DIR="$W/restic-cache"
@@ -124,7 +125,7 @@ line() { # op sv restic target(max ratio) unit [sv-cpu restic-cpu]
     "$(case "$4" in ≤*) [ "$r" = - ] && echo "" || verdict "$r" "${4#≤ }" ;; *) echo "" ;; esac)"
 }
 {
-  echo "prune.sh scale $SCALE, $NIGHTS nights: corpus $GEN_FILES files, $(mib "$GEN_BYTES") MiB at night 0, $LIVE_FILES files, $(mib "$LIVE_BYTES") MiB after night $NIGHTS; $(( NIGHTS + 1 )) snapshots, $SV_SNAPS kept (\`--keep-last 7 --keep-tag weekly\`); $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) × $(lscpu | sed -n 's/^Model name: *//p'), $(free -g | awk '/Mem:/ {print $2}') GiB RAM; $(restic version | cut -d' ' -f1-2); shopvault $(git -C "$ROOT" rev-parse --short HEAD)"
+  echo "prune.sh scale $SCALE, $NIGHTS nights: corpus $GEN_FILES files, $(mib "$GEN_BYTES") MiB at night 0, $LIVE_FILES files, $(mib "$LIVE_BYTES") MiB after night $NIGHTS; $(( NIGHTS + 1 )) snapshots, $SV_SNAPS kept (\`--keep-last 7 --keep-tag weekly\`); $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) × $(lscpu | sed -n 's/^Model name: *//p'), $(free -g | awk '/Mem:/ {print $2}') GiB RAM; $(restic version | cut -d' ' -f1-2); shopvault $SV_REV"
   echo
   echo "| operation | shopvault | restic | ratio shopvault/restic | target | met |"
   echo "|---|---|---|---|---|---|"
