@@ -239,19 +239,28 @@ func Load(ctx context.Context, cfg *mysql.Config, m *Manifest, from string, src 
 	// Not gctx: the group's context ends when its Wait returns, the verification later.
 	vctx, vcancel := context.WithCancel(ctx)
 	defer vcancel()
-	vdone := make(chan error, 1)
-	go func() {
-		var err error
-		for i := range loaded {
-			if err != nil {
-				continue
+	// As many verifiers as loaders: once the last tables are loading (or
+	// all are), the verification of the rest would otherwise be the tail.
+	vdone := make(chan error, opts.Threads)
+	var vmu sync.Mutex
+	for v := 0; v < opts.Threads; v++ {
+		go func() {
+			var err error
+			for i := range loaded {
+				if err != nil {
+					continue
+				}
+				vstart := opts.Now()
+				var c TableCheck
+				c, err = verifyTable(vctx, pool, md.Tables[i], into)
+				vmu.Lock()
+				checks[i] = c
+				rep.Verify += opts.Now().Sub(vstart)
+				vmu.Unlock()
 			}
-			vstart := opts.Now()
-			checks[i], err = verifyTable(vctx, pool, md.Tables[i], into)
-			rep.Verify += opts.Now().Sub(vstart)
-		}
-		vdone <- err
-	}()
+			vdone <- err
+		}()
+	}
 	for i := 0; i < opts.Threads; i++ {
 		g.Go(func() error {
 			conn, err := loadSession(gctx, pool, addr, into)
@@ -273,7 +282,12 @@ func Load(ctx context.Context, cfg *mysql.Config, m *Manifest, from string, src 
 	if err != nil {
 		vcancel()
 	}
-	verr := <-vdone
+	var verr error
+	for v := 0; v < opts.Threads; v++ {
+		if e := <-vdone; e != nil && verr == nil {
+			verr = e
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
