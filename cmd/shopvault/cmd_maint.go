@@ -145,7 +145,7 @@ func pruneCommand() *cli.Command {
 		Usage: "delete packs no snapshot uses (host key); --repack also rewrites partly used packs (restore key)",
 		Flags: withRepoFlags(
 			&cli.BoolFlag{Name: "repack", Usage: "rewrite packs that are partly unused (needs the restore key)"},
-			&cli.Float64Flag{Name: "repack-threshold", Usage: "unused share of a pack that makes it worth repacking", Value: 0.2},
+			&cli.Float64Flag{Name: "repack-threshold", Usage: "unused share of a pack that makes it worth repacking", Value: repo.DefaultRepackThreshold},
 			&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "only show what would be deleted"},
 		),
 		Action: func(c *cli.Context) error {
