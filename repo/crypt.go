@@ -35,11 +35,14 @@ func newCodec() (*codec, error) {
 }
 
 // compress appends the compressed form of src to dst. It reports false
-// (and leaves dst unchanged) when compression does not shrink the data.
+// when compression does not shrink the data; then the returned slice has
+// dst's length (its content is unchanged), but possibly a bigger capacity
+// the caller can reuse: zstd grew the buffer, and dropping it made every
+// incompressible blob (product images) cost a fresh buffer of its size.
 func (c *codec) compress(dst, src []byte) ([]byte, bool) {
 	out := c.enc.EncodeAll(src, dst)
 	if len(out)-len(dst) >= len(src) {
-		return dst, false
+		return out[:len(dst)], false
 	}
 	return out, true
 }
