@@ -173,6 +173,7 @@ type fileJob struct {
 	pending  int  // blob writes still to do
 	damaged  error
 	finished bool
+	verified bool // content and xattrs checked when finished (Options.Verify)
 }
 
 type need struct {
@@ -199,6 +200,10 @@ type packJob struct {
 }
 
 type restorer struct {
+	// v checks each file's content as soon as it is finished, through the
+	// fd that wrote it (Options.Verify); nil otherwise.
+	v *verifier
+
 	r   *repo.Repository
 	o   Options
 	rt  *root
@@ -254,6 +259,11 @@ func Restore(ctx context.Context, r *repo.Repository, sn *repo.Snapshot, o Optio
 	}
 	defer rt.close()
 	rs := &restorer{r: r, o: o, rt: rt, sel: sel, zero: zeroIDs{r: r, m: map[uint32]repo.ID{}}}
+	if o.Verify {
+		vo := o
+		vo.Progress = nil // the restore's progress covers it; problems are in the result
+		rs.v = &verifier{r: r, o: vo, rt: rt}
+	}
 	if err := rs.plan(ctx, sn.Tree); err != nil {
 		return nil, err
 	}
@@ -276,13 +286,18 @@ func Restore(ctx context.Context, r *repo.Repository, sn *repo.Snapshot, o Optio
 // verify checks the restored entries against the snapshot with the plan's
 // own entry list (no second walk of the trees).
 func (rs *restorer) verify(ctx context.Context) (*VerifyResult, error) {
-	o := rs.o
-	o.Progress = nil // the restore's progress is complete; problems are in the result
-	v := &verifier{r: rs.r, o: o, rt: rs.rt, leaderOf: make(map[*repo.Node]*entry, len(rs.links))}
+	v := rs.v
+	v.leaderOf = make(map[*repo.Node]*entry, len(rs.links))
+	v.contentDone = make(map[*repo.Node]bool, len(rs.files))
 	entries := make([]entry, 0, len(rs.dirs)+len(rs.files)+len(rs.links)+len(rs.others))
 	entries = append(entries, rs.dirs...)
 	for _, f := range rs.files {
 		entries = append(entries, f.e)
+		f.mu.Lock()
+		if f.verified {
+			v.contentDone[f.e.node] = true
+		}
+		f.mu.Unlock()
 	}
 	for _, f := range rs.links {
 		entries = append(entries, f.e)
@@ -929,7 +944,7 @@ func (rs *restorer) openForWrite(f *fileJob) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.exists {
-		fd, err := rs.rt.open(f.e.rel, unix.O_WRONLY, 0)
+		fd, err := rs.rt.open(f.e.rel, rs.writeFlag(), 0)
 		if err != nil {
 			return -1, rs.rt.pathErr("open", f.e.rel, err)
 		}
@@ -943,10 +958,19 @@ func (rs *restorer) openForWrite(f *fileJob) (int, error) {
 	return fd, nil
 }
 
+// writeFlag is how files are opened for writing: read-write when they are
+// verified through the same fd.
+func (rs *restorer) writeFlag() int {
+	if rs.v != nil {
+		return unix.O_RDWR
+	}
+	return unix.O_WRONLY
+}
+
 // create makes f's file (which must not exist), truncated to its final
 // size when truncate is set.
 func (rs *restorer) create(f *fileJob, truncate bool) (int, error) {
-	fd, err := rs.rt.open(f.e.rel, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0o600)
+	fd, err := rs.rt.open(f.e.rel, rs.writeFlag()|unix.O_CREAT|unix.O_EXCL, 0o600)
 	if err != nil {
 		return -1, rs.rt.pathErr("create", f.e.rel, err)
 	}
@@ -973,7 +997,7 @@ func (rs *restorer) finishIdle(f *fileJob) error {
 		fd, err = rs.create(f, true)
 		f.exists = err == nil
 	case len(f.zeros) > 0:
-		fd, err = rs.rt.open(f.e.rel, unix.O_WRONLY, 0)
+		fd, err = rs.rt.open(f.e.rel, rs.writeFlag(), 0)
 	default:
 		fd, err = rs.rt.open(f.e.rel, unix.O_RDONLY|unix.O_NONBLOCK, 0)
 	}
@@ -1014,8 +1038,16 @@ func (rs *restorer) finishFile(f *fileJob, fd int) error {
 	if err := rs.applyMeta(fd, f.e); err != nil {
 		return err
 	}
+	verified := false
+	if rs.v != nil && f.leader == nil {
+		// Re-read what landed through this fd now, while the file is hot
+		// and open (no second open and lookup); the final pass still
+		// checks every entry's metadata after the whole restore.
+		verified = rs.v.checkOpenFile(f.e, fd)
+	}
 	f.mu.Lock()
 	f.finished = true
+	f.verified = verified
 	damaged, skipped := f.damaged, f.skipped
 	f.mu.Unlock()
 	switch {

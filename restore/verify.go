@@ -123,6 +123,10 @@ type verifier struct {
 	o        Options
 	rt       *root
 	leaderOf map[*repo.Node]*entry // hard-link followers -> leader
+	// contentDone marks files whose content and xattrs were checked
+	// through their own fd when the restore finished them.
+	contentDone map[*repo.Node]bool
+	hashBufs    sync.Pool // *hashBuf for checkOpenFile
 
 	mu       sync.Mutex
 	problems []Problem
@@ -236,6 +240,9 @@ func (v *verifier) check(e entry, buf *hashBuf) {
 			return // content and xattrs are the leader's
 		}
 	}
+	if v.contentDone[n] {
+		return // content and xattrs checked when the file was finished
+	}
 	// open only what has content or xattrs to read (lstat covered the rest)
 	if (n.Type == repo.NodeFile && n.Size > 0) || ((n.Type == repo.NodeFile || n.Type == repo.NodeDir) && len(n.Xattrs) > 0) {
 		flags := unix.O_RDONLY | unix.O_NONBLOCK
@@ -253,6 +260,26 @@ func (v *verifier) check(e entry, buf *hashBuf) {
 			v.checkContent(e, fd, buf)
 		}
 	}
+}
+
+// checkOpenFile checks a regular file's content and xattrs through fd
+// (open for reading), as check does after its lstat. It reports false when
+// the file's size is not the snapshot's: then the final pass checks it whole.
+func (v *verifier) checkOpenFile(e entry, fd int) bool {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Size != int64(e.node.Size) {
+		return false
+	}
+	hb, _ := v.hashBufs.Get().(*hashBuf)
+	if hb == nil {
+		hb = &hashBuf{h: v.r.Hasher()}
+	}
+	v.checkXattrs(e, fd)
+	if e.node.Size > 0 {
+		v.checkContent(e, fd, hb)
+	}
+	v.hashBufs.Put(hb)
+	return true
 }
 
 func (v *verifier) checkXattrs(e entry, fd int) {
