@@ -152,9 +152,21 @@ func RestoreStaging(ctx context.Context, r *repo.Repository, sn *repo.Snapshot, 
 	}
 	ro := restore.Options{Target: o.Root, Rebase: source, Overwrite: o.Overwrite, IgnoreErrors: o.IgnoreErrors,
 		Owner: o.Owner, Workers: o.Workers, Progress: o.Progress, Now: now}
+
+	// With one database in the snapshot there is nothing for the shop's
+	// configuration to choose: it loads while the files restore (the load
+	// is mostly the database server's work, the restore ours).
+	var early *earlyLoad
+	if sn.DB != nil && len(sn.DB.Databases) == 1 {
+		early = startEarlyLoad(ctx, r, sn, o, now)
+	}
 	fr, err := restoreFiles(ctx, r, sn, ro)
 	rep.Files = fr
 	if err != nil {
+		if early != nil {
+			early.cancel()
+			early.wait()
+		}
 		return rep, err
 	}
 	if err := rootMeta(ctx, r, sn, source, o.Root, o.Owner); err != nil {
@@ -184,7 +196,22 @@ func RestoreStaging(ctx context.Context, r *repo.Repository, sn *repo.Snapshot, 
 	var dbCfg *mysql.Config
 	var dr *DatabaseReport
 	var m *dump.Manifest
-	if sn.DB != nil {
+	if early != nil {
+		var lrep *Report
+		m, dr, lrep, err = early.wait()
+		// its findings, in the order a sequential load would have given them
+		rep.Databases = append(rep.Databases, lrep.Databases...)
+		rep.Checklist = append(rep.Checklist, lrep.Checklist...)
+		rep.Warnings = append(rep.Warnings, lrep.Warnings...)
+		if err != nil {
+			return rep, err
+		}
+		dbCfg = o.DB
+		if db, err = openDB(dbCfg); err != nil {
+			return rep, err
+		}
+		defer db.Close()
+	} else if sn.DB != nil {
 		m, err = LoadManifest(ctx, r, sn)
 		if err != nil {
 			return rep, err
@@ -323,6 +350,43 @@ func checkEmptyDB(ctx context.Context, cfg *mysql.Config) error {
 		return fmt.Errorf("%w: database %s already has %d tables; pass --drop-existing to replace them, or choose another database", dump.ErrNotEmpty, cfg.DBName, n)
 	}
 	return nil
+}
+
+// earlyLoad is a database load running beside the file restore.
+type earlyLoad struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	m      *dump.Manifest
+	dr     *DatabaseReport
+	rep    *Report // the load's own checks and warnings, merged by the caller
+	err    error
+}
+
+// startEarlyLoad loads the snapshot's only database into o.DB.
+func startEarlyLoad(ctx context.Context, r *repo.Repository, sn *repo.Snapshot, o StagingOptions, now func() time.Time) *earlyLoad {
+	ctx, cancel := context.WithCancel(ctx)
+	e := &earlyLoad{cancel: cancel, done: make(chan struct{}), rep: &Report{}}
+	go func() {
+		defer close(e.done)
+		if e.m, e.err = LoadManifest(ctx, r, sn); e.err != nil {
+			return
+		}
+		from, err := shopDatabase(e.m, nil)
+		if err != nil {
+			e.err = err
+			return
+		}
+		e.dr, e.err = loadDatabase(ctx, e.rep, r, sn, e.m, from, o.DB,
+			dump.LoadOptions{Threads: threads(o.Threads), DropExisting: o.DropExisting, Progress: o.LoadProgress, Now: now})
+	}()
+	return e
+}
+
+// wait returns the load's outcome once it has ended.
+func (e *earlyLoad) wait() (*dump.Manifest, *DatabaseReport, *Report, error) {
+	<-e.done
+	e.cancel()
+	return e.m, e.dr, e.rep, e.err
 }
 
 // restoreFiles runs restore.Restore and fills a FilesReport.

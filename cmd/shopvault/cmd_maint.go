@@ -96,7 +96,7 @@ func forgetCommand() *cli.Command {
 		Usage: "remove snapshots by retention policy (restic's --keep-* semantics); a snapshot whose time disagrees with the storage's is always kept",
 		Flags: withRepoFlags(append(policyFlags(),
 			&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "only show what would be removed and why each kept snapshot is kept"},
-			&cli.BoolFlag{Name: "prune", Usage: "prune unused packs afterwards"},
+			&cli.BoolFlag{Name: "prune", Usage: "prune unused packs afterwards; with the restore key also rewrite packs that are mostly unused (as 'prune --repack')"},
 		)...),
 		Action: func(c *cli.Context) error {
 			ctx := c.Context
@@ -107,7 +107,9 @@ func forgetCommand() *cli.Command {
 				}
 				fmt.Fprintf(c.App.ErrWriter, "%d snapshots removed\n", n)
 				if c.Bool("prune") && !c.Bool("dry-run") {
-					return prune(ctx, c, r, repo.PruneOptions{})
+					// The host key cannot read packs, so only the restore
+					// key can repack (what restic's prune always does).
+					return prune(ctx, c, r, repo.PruneOptions{Repack: r.CanRead(), RepackThreshold: repo.DefaultRepackThreshold})
 				}
 				return nil
 			})
