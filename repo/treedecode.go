@@ -192,23 +192,17 @@ func (p *treeParser) node(n *Node, prev *Node) bool {
 			v, ok = p.uint(1<<32 - 1)
 			n.GID = uint32(v)
 		case fieldUser:
-			var s []byte
-			if s, ok = p.stringBytes(); ok {
-				if prev != nil && string(s) == prev.User {
-					n.User = prev.User
-				} else {
-					n.User = p.intern(s)
-				}
+			var same string
+			if prev != nil {
+				same = prev.User
 			}
+			n.User, ok = p.stringOr(same)
 		case fieldGroup:
-			var s []byte
-			if s, ok = p.stringBytes(); ok {
-				if prev != nil && string(s) == prev.Group {
-					n.Group = prev.Group
-				} else {
-					n.Group = p.intern(s)
-				}
+			var same string
+			if prev != nil {
+				same = prev.Group
 			}
+			n.Group, ok = p.stringOr(same)
 		case fieldMtime:
 			ok = p.time(n)
 		case fieldSize:
@@ -413,6 +407,19 @@ func (p *treeParser) string() (string, bool) {
 // intern copies b into the string arena. The arena only ever appends, and
 // a full chunk is replaced rather than grown, so strings handed out stay
 // valid and immutable.
+// stringOr parses a string and returns same when it is equal (the owner
+// names of a directory's entries repeat), an interned copy otherwise.
+func (p *treeParser) stringOr(same string) (string, bool) {
+	s, ok := p.stringBytes()
+	if !ok {
+		return "", false
+	}
+	if string(s) == same {
+		return same, true
+	}
+	return p.intern(s), true
+}
+
 func (p *treeParser) intern(b []byte) string {
 	if len(b) == 0 {
 		return ""
