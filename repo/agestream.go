@@ -44,7 +44,8 @@ const (
 )
 
 // errAgeNonCanonical reports a header that does not re-encode to its own
-// bytes, so the payload offset is unknown; callers fall back to age.Decrypt.
+// bytes (so the payload offset is unknown) or is longer than ageMaxHeader;
+// nothing has been read then, and callers fall back to age.Decrypt.
 var errAgeNonCanonical = errors.New("age header not in canonical form")
 
 // openAgeStream reads an age header from src (whose buffer must hold at
@@ -59,6 +60,11 @@ func openAgeStream(src *bufio.Reader, identities []age.Identity, buf []byte) (*a
 	}
 	hdr, err := age.ExtractHeader(bytes.NewReader(peek))
 	if err != nil {
+		if len(peek) == ageMaxHeader {
+			// perhaps only longer than what was looked at (hundreds of
+			// recipients): nothing is consumed, age.Decrypt can take over
+			return nil, errAgeNonCanonical
+		}
 		return nil, err
 	}
 	if !bytes.HasPrefix(peek, hdr) {

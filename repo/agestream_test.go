@@ -128,3 +128,32 @@ func BenchmarkAgeStream(b *testing.B) {
 		}
 	})
 }
+
+// A header longer than the part looked at (hundreds of recipients) is
+// handed back untouched, so the caller's fallback to age.Decrypt reads it.
+func TestAgeStreamLongHeaderFallsBack(t *testing.T) {
+	id, _ := age.GenerateX25519Identity()
+	recipients := []age.Recipient{id.Recipient()}
+	for len(recipients) < 900 { // ~90 bytes of header each
+		other, _ := age.GenerateX25519Identity()
+		recipients = append(recipients, other.Recipient())
+	}
+	var sealed bytes.Buffer
+	w, err := age.Encrypt(&sealed, recipients...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte("payload"))
+	w.Close()
+	br := bufio.NewReaderSize(bytes.NewReader(sealed.Bytes()), 1<<20)
+	if _, err := openAgeStream(br, []age.Identity{id}, nil); !errors.Is(err, errAgeNonCanonical) {
+		t.Fatalf("long header: %v, want errAgeNonCanonical", err)
+	}
+	r, err := age.Decrypt(br, id)
+	if err != nil {
+		t.Fatalf("fallback after the stream reader declined: %v", err)
+	}
+	if got, _ := io.ReadAll(r); string(got) != "payload" {
+		t.Fatalf("fallback read %q", got)
+	}
+}
