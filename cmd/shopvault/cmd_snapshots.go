@@ -4,9 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"path"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/urfave/cli/v2"
 
@@ -94,10 +97,15 @@ func lsCommand() *cli.Command {
 				print := func(full string, n *repo.Node) {
 					switch {
 					case c.Bool("json"):
+						var raw []byte // the exact bytes, when JSON cannot carry them
+						if !utf8.ValidString(full) {
+							raw = []byte(full)
+						}
 						b, _ := json.Marshal(struct {
-							Path string `json:"path"`
+							Path    string `json:"path"`
+							PathRaw []byte `json:"path_raw,omitempty"`
 							*repo.Node
-						}{full, n})
+						}{full, raw, n})
 						fmt.Fprintln(c.App.Writer, string(b))
 					case c.Bool("long"):
 						owner := n.User
@@ -110,11 +118,11 @@ func lsCommand() *cli.Command {
 						}
 						suffix := ""
 						if n.Type == repo.NodeSymlink {
-							suffix = " -> " + n.LinkTarget
+							suffix = " -> " + displayName(n.LinkTarget)
 						}
-						fmt.Fprintf(c.App.Writer, "%s %8s %8s %10d %s %s%s\n", n.Mode, owner, group, n.Size, n.ModTime.Local().Format("2006-01-02 15:04"), full, suffix)
+						fmt.Fprintf(c.App.Writer, "%s %8s %8s %10d %s %s%s\n", n.Mode, displayName(owner), displayName(group), n.Size, n.ModTime.Local().Format("2006-01-02 15:04"), displayName(full), suffix)
 					default:
-						fmt.Fprintln(c.App.Writer, full)
+						fmt.Fprintln(c.App.Writer, displayName(full))
 					}
 				}
 				if tree == nil {
@@ -143,4 +151,14 @@ func lsCommand() *cli.Command {
 			})
 		},
 	}
+}
+
+// displayName returns s as printed by ls: as it is when it is valid UTF-8
+// without control characters, Go-quoted otherwise ("caf\xe9.jpg"), so that
+// a hostile or Latin-1 file name can neither garble nor drive the terminal.
+func displayName(s string) string {
+	if utf8.ValidString(s) && !strings.ContainsFunc(s, unicode.IsControl) {
+		return s
+	}
+	return strconv.Quote(s)
 }
