@@ -43,16 +43,8 @@ export -f sv_first sv_backup sv_restore restic_first restic_backup
 export SVB SVREPO SVCACHE HK RK C W
 
 declare -A V   # V[metric.step.round] = value; metric: T wall s, U cpu s, M max RSS MiB, G growth/size bytes
-run() { measure "$1.$RND" bash -c "$2"; V[T.$1.$RND]=$WALL; V[U.$1.$RND]=$CPU; V[M.$1.$RND]=$RSS; }
 pair() { # pair FIRST-IS-SV STEP-SV CMD-SV STEP-RESTIC CMD-RESTIC
   if [ "$1" = 1 ]; then run "$2" "$3"; run "$4" "$5"; else run "$4" "$5"; run "$2" "$3"; fi
-}
-# the restored tree must hold the corpus' regular files and bytes (a cheap sanity check, not a diff)
-checktree() {
-  local n s
-  n=$(find "$1" -type f | wc -l); s=$(find "$1" -type f -printf '%s\n' | awk '{ s += $1 } END { print s+0 }')
-  [ "$n" = "$CFILES" ] && [ "$s" = "$CSIZE" ] || { echo "bench: $1 has $n files / $s bytes, corpus $CFILES / $CSIZE" >&2; exit 1; }
-  rm -rf "$1"; sync
 }
 
 for RND in $(seq 1 "$ROUNDS"); do
@@ -89,20 +81,6 @@ for RND in $(seq 1 "$ROUNDS"); do
 done
 
 # ---- table ----
-med() { # med METRIC STEP : median over rounds (empty when never measured)
-  local r v=""
-  for r in $(seq 1 "$ROUNDS"); do [ -n "${V[$1.$2.$r]:-}" ] && v="$v ${V[$1.$2.$r]}"; done
-  [ -z "$v" ] && return 0
-  echo $v | tr ' ' '\n' | sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR+1)/2]; else printf "%.10g\n", (a[NR/2] + a[NR/2+1]) / 2 }'
-}
-line() { # op sv restic target(max ratio) unit [sv-cpu restic-cpu]
-  local r a b rc=""
-  r=$(ratio "$2" "$3"); a="${2:+$2 $5}"; b="${3:+$3 $5}"
-  if [ -n "${6:-}" ] && [ -n "$a" ]; then a="$a (cpu $6)"; rc=" (cpu $(ratio "$6" "${7:-}"))"; fi
-  [ -n "${7:-}" ] && b="$b (cpu $7)"
-  printf '| %s | %s | %s | %s%s | ≤ %s | %s |\n' "$1" "${a:-n/a}" "${b:-n/a}" "$r" "$rc" "$4" "$(verdict "$r" "$4")"
-}
-tline() { line "$1" "$(med T "$2")" "$(med T "$3")" "$4" s "$(med U "$2")" "$(med U "$3")"; }
 mline() { line "$1" "$(med M "$2")" "$(med M "$3")" 1 MiB; }
 gm() { local v; v=$(med G "$1"); [ -n "$v" ] && mib "$v"; }
 rssmax() { local s m=""; for s in "$@"; do v=$(med M "$s"); [ -n "$v" ] && { [ -z "$m" ] || [ "$v" -gt "$m" ]; } && m=$v; done; echo "$m"; }

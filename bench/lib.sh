@@ -77,3 +77,29 @@ freshfs_cleanup() {
   for d in ${FRESHFS_MOUNTS:-} $(findmnt -rn -o TARGET | grep "^$SV/" || true); do mountpoint -q "$d" 2>/dev/null && umount "$d" || true; done
   rm -rf "$SV/fs-images"
 }
+
+# Helpers of the scripts that measure in rounds (files.sh, sftp.sh). They expect `declare -A V` and
+# ROUNDS, RND (the current round), CFILES/CSIZE (the corpus' file count and bytes) in the caller.
+# run STEP CMD : measure CMD as STEP of round RND into V[T|U|M.STEP.RND] (wall, cpu, max RSS)
+run() { measure "$1.$RND" bash -c "$2"; V[T.$1.$RND]=$WALL; V[U.$1.$RND]=$CPU; V[M.$1.$RND]=$RSS; }
+# the restored tree must hold the corpus' regular files and bytes (a cheap sanity check, not a diff)
+checktree() {
+  local n s
+  n=$(find "$1" -type f | wc -l); s=$(find "$1" -type f -printf '%s\n' | awk '{ s += $1 } END { print s+0 }')
+  [ "$n" = "$CFILES" ] && [ "$s" = "$CSIZE" ] || { echo "bench: $1 has $n files / $s bytes, corpus $CFILES / $CSIZE" >&2; exit 1; }
+  rm -rf "$1"; sync
+}
+med() { # med METRIC STEP : median over rounds (empty when never measured)
+  local r v=""
+  for r in $(seq 1 "$ROUNDS"); do [ -n "${V[$1.$2.$r]:-}" ] && v="$v ${V[$1.$2.$r]}"; done
+  [ -z "$v" ] && return 0
+  echo $v | tr ' ' '\n' | sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR+1)/2]; else printf "%.10g\n", (a[NR/2] + a[NR/2+1]) / 2 }'
+}
+line() { # op sv restic target(max ratio) unit [sv-cpu restic-cpu]
+  local r a b rc=""
+  r=$(ratio "$2" "$3"); a="${2:+$2 $5}"; b="${3:+$3 $5}"
+  if [ -n "${6:-}" ] && [ -n "$a" ]; then a="$a (cpu $6)"; rc=" (cpu $(ratio "$6" "${7:-}"))"; fi
+  [ -n "${7:-}" ] && b="$b (cpu $7)"
+  printf '| %s | %s | %s | %s%s | ≤ %s | %s |\n' "$1" "${a:-n/a}" "${b:-n/a}" "$r" "$rc" "$4" "$(verdict "$r" "$4")"
+}
+tline() { line "$1" "$(med T "$2")" "$(med T "$3")" "$4" s "$(med U "$2")" "$(med U "$3")"; }

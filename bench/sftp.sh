@@ -78,13 +78,6 @@ export -f svurl svx sv_first sv_restore rx restic_first restic_restore
 export SVB W S C BOX PORT DPORT
 
 declare -A V   # V[metric.step.round]: T wall s, U cpu s, M max RSS MiB, G repository bytes
-run() { measure "$1.$RND" bash -c "$2"; V[T.$1.$RND]=$WALL; V[U.$1.$RND]=$CPU; V[M.$1.$RND]=$RSS; }
-checktree() { # the restored tree must hold the corpus' regular files and bytes (not a full diff)
-  local n s
-  n=$(find "$1" -type f | wc -l); s=$(find "$1" -type f -printf '%s\n' | awk '{ s += $1 } END { print s+0 }')
-  [ "$n" = "$CFILES" ] && [ "$s" = "$CSIZE" ] || { echo "bench: $1 has $n files / $s bytes, corpus $CFILES / $CSIZE" >&2; exit 1; }
-  rm -rf "$1"; sync
-}
 FLIP=0
 first_sv() { FLIP=$(( 1 - FLIP )); [ "$FLIP" = 1 ]; }   # alternates from call to call
 
@@ -162,20 +155,6 @@ EOF
 fi
 
 # ---- table ----
-med() { # med METRIC STEP : median over rounds (empty when never measured)
-  local r v=""
-  for r in $(seq 1 "$ROUNDS"); do [ -n "${V[$1.$2.$r]:-}" ] && v="$v ${V[$1.$2.$r]}"; done
-  [ -z "$v" ] && return 0
-  echo $v | tr ' ' '\n' | sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR+1)/2]; else printf "%.10g\n", (a[NR/2] + a[NR/2+1]) / 2 }'
-}
-line() { # op sv restic target(max ratio) unit [sv-cpu restic-cpu]
-  local r a b rc=""
-  r=$(ratio "$2" "$3"); a="${2:+$2 $5}"; b="${3:+$3 $5}"
-  if [ -n "${6:-}" ] && [ -n "$a" ]; then a="$a (cpu $6)"; rc=" (cpu $(ratio "$6" "${7:-}"))"; fi
-  [ -n "${7:-}" ] && b="$b (cpu $7)"
-  printf '| %s | %s | %s | %s%s | ≤ %s | %s |\n' "$1" "${a:-n/a}" "${b:-n/a}" "$r" "$rc" "$4" "$(verdict "$r" "$4")"
-}
-tline() { line "$1" "$(med T "$2")" "$(med T "$3")" "$4" s "$(med U "$2")" "$(med U "$3")"; }
 info() { echo "| $1 | $2 | $3 | $(ratio "${4:-}" "${5:-}") | (info) | |"; }
 {
   echo "sftp.sh scale $SCALE, $ROUNDS round(s)$( [ "$ROUNDS" -gt 1 ] && echo ', medians'): corpus $CFILES files, $(mib "$CSIZE") MiB; $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) × $(lscpu | sed -n 's/^Model name: *//p'), $(free -g | awk '/Mem:/ {print $2}') GiB RAM; $(restic version | cut -d' ' -f1-2), $(ssh -V 2>&1 | cut -d, -f1); shopvault $(git -C "$ROOT" rev-parse --short HEAD)${SV_FLAGS:+ with $SV_FLAGS}; \`ssh box true\` median ${SSH_LOOP} s loopback, ${SSH_RTT20} s at 20 ms RTT"
