@@ -103,11 +103,7 @@ func (w *pipeWriter) CloseWithError(err error) error {
 		err = io.EOF
 	}
 	if len(p.wbuf) > 0 {
-		if serr := w.send(); serr != nil {
-			p.werr = err
-			close(p.full)
-			return nil
-		}
+		_ = w.send() // fails only when the reader stopped: it has its own error
 	}
 	p.werr = err
 	close(p.full)

@@ -183,6 +183,10 @@ func (r *Repository) streamPack(ctx context.Context, pack ID, blobs []PackedBlob
 	h := backend.Handle{Type: backend.PackFile, Name: pack.String()}
 	small := r.bufs.small()
 	defer r.bufs.putSmall(small)
+	slots := remoteBigBlobSlots
+	if _, local := r.be.(backend.FileCommitter); local {
+		slots = localBigBlobSlots
+	}
 	err := r.be.Load(ctx, h, 0, 0, func(rd io.Reader) error {
 		br := small.reader
 		br.Reset(rd)
@@ -209,10 +213,6 @@ func (r *Repository) streamPack(ctx context.Context, pack ID, blobs []PackedBlob
 			pos = int64(b.Offset) + int64(b.Length)
 			bb := small
 			if max(int(b.Length), int(b.RawLength)) > smallBlob {
-				slots := remoteBigBlobSlots
-				if _, local := r.be.(backend.FileCommitter); local {
-					slots = localBigBlobSlots
-				}
 				if bb, err = r.bufs.big(ctx, slots); err != nil {
 					return err
 				}
