@@ -35,6 +35,10 @@ type conn struct {
 
 	fsync, posixRename, statvfs bool
 
+	rawMu  sync.Mutex
+	raw    *rawSession // the read session (rawread.go), made on first use
+	rawOff bool        // the server refused it or broke its protocol: read through pkg/sftp
+
 	dead      chan struct{}
 	closeOnce sync.Once
 }
@@ -50,7 +54,44 @@ func (c *conn) close() {
 		if c.sftp != nil {
 			_ = c.sftp.Close()
 		}
+		c.rawMu.Lock()
+		if c.raw != nil {
+			c.raw.close()
+		}
+		c.rawMu.Unlock()
 	})
+}
+
+// rawReader returns the connection's read session, opening it on first use;
+// nil if the server does not give one (then reads go through pkg/sftp).
+func (c *conn) rawReader() *rawSession {
+	c.rawMu.Lock()
+	defer c.rawMu.Unlock()
+	if c.rawOff || c.isDead() {
+		return nil
+	}
+	if c.raw != nil && c.raw.alive() {
+		return c.raw
+	}
+	rs, err := openRawSession(c.ssh)
+	if err != nil {
+		c.rawOff = true
+		c.raw = nil
+		return nil
+	}
+	c.raw = rs
+	return rs
+}
+
+// rawBroken stops using the read session after it misbehaved.
+func (c *conn) rawBroken() {
+	c.rawMu.Lock()
+	c.rawOff = true
+	if c.raw != nil {
+		c.raw.close()
+		c.raw = nil
+	}
+	c.rawMu.Unlock()
 }
 
 func (c *conn) isDead() bool {

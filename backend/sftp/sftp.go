@@ -317,6 +317,9 @@ func (b *Backend) Load(ctx context.Context, h backend.Handle, off, length int64,
 	}
 	what := "load " + h.String()
 	return b.retry(ctx, what, func(c *conn, _ int) error {
+		if rs := c.rawReader(); rs != nil {
+			return b.loadRaw(ctx, c, rs, what, name, off, length, fn)
+		}
 		f, err := c.sftp.Open(name)
 		if err != nil {
 			return classify(c, what, err)
@@ -347,6 +350,46 @@ func (b *Backend) Load(ctx context.Context, h backend.Handle, off, length int64,
 		}
 		return ferr
 	})
+}
+
+// loadRaw is Load through the connection's read session (rawread.go).
+func (b *Backend) loadRaw(ctx context.Context, c *conn, rs *rawSession, what, name string, off, length int64, fn func(io.Reader) error) error {
+	handle, size, err := rs.open(name)
+	if err != nil {
+		return b.rawError(c, what, err)
+	}
+	n := length
+	if n == 0 {
+		n = size - off
+	}
+	if n < 0 || off+n > size {
+		rs.closeHandle(handle)
+		return fmt.Errorf("%s: range %d+%d beyond size %d: %w", what, off, length, size, io.ErrUnexpectedEOF)
+	}
+	rr := rs.newRange(ctx, name, handle, off, n, b.down)
+	ferr := fn(rr)
+	rerr := rr.stop()
+	if rerr != nil && ferr != nil {
+		var short *shortFileError
+		if errors.As(rerr, &short) || errors.Is(rerr, ctx.Err()) {
+			return ferr
+		}
+		// The reader failed under fn; a lost connection is retried.
+		if cerr := b.rawError(c, what, rerr); isTransient(cerr) {
+			return cerr
+		}
+	}
+	return ferr
+}
+
+// rawError classifies an error of the read session; a response it could not
+// parse switches the connection to pkg/sftp and is retried.
+func (b *Backend) rawError(c *conn, what string, err error) error {
+	if errors.Is(err, errRawProtocol) {
+		c.rawBroken()
+		return transient(fmt.Errorf("%s: %w", what, err))
+	}
+	return classify(c, what, err)
 }
 
 // Stat implements backend.Backend.

@@ -57,8 +57,10 @@ func WithWrapper(argv ...string) Option {
 	return func(o *options) { o.wrapper = argv }
 }
 
-// WithConfig appends raw sshd_config lines (e.g. "MaxSessions 2",
-// "MaxStartups 2:100:2") to the generated configuration.
+// WithConfig adds raw sshd_config lines (e.g. "MaxSessions 2",
+// "MaxStartups 2:100:2") to the generated configuration. They come first:
+// sshd keeps the first value it reads for a keyword, so they override the
+// defaults.
 func WithConfig(lines ...string) Option {
 	return func(o *options) { o.extra = append(o.extra, lines...) }
 }
@@ -149,12 +151,13 @@ func Start(tb testing.TB, opts ...Option) *Server {
 	if err := s.writeKnownHosts(); err != nil {
 		tb.Fatal(err)
 	}
-	cfg := []string{
-		"Port " + strconv.Itoa(s.Port),
-		"ListenAddress " + o.listen,
-		"HostKey " + s.hostKeyPth,
-		"PidFile " + filepath.Join(dir, "sshd.pid"),
-		"AuthorizedKeysFile " + filepath.Join(dir, "authorized_keys"),
+	cfg := append([]string{}, o.extra...)
+	cfg = append(cfg,
+		"Port "+strconv.Itoa(s.Port),
+		"ListenAddress "+o.listen,
+		"HostKey "+s.hostKeyPth,
+		"PidFile "+filepath.Join(dir, "sshd.pid"),
+		"AuthorizedKeysFile "+filepath.Join(dir, "authorized_keys"),
 		"UsePAM no",
 		"StrictModes no",
 		"PermitRootLogin prohibit-password",
@@ -165,8 +168,7 @@ func Start(tb testing.TB, opts ...Option) *Server {
 		"MaxStartups 100:30:200",
 		"MaxSessions 20",
 		"LogLevel VERBOSE",
-	}
-	cfg = append(cfg, o.extra...)
+	)
 	if err := os.WriteFile(s.ConfigPath, []byte(strings.Join(cfg, "\n")+"\n"), 0o600); err != nil {
 		tb.Fatal(err)
 	}
