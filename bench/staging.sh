@@ -9,11 +9,15 @@
 #              every file re-hashed against the snapshot): the verified clone in one command.
 #   peers:     restic restore --verify (files + the dump.sql of mariadb-dump --single-transaction)
 #              + mariadb prestashop_peer < dump.sql; hand edits of the config counted as zero time.
-# Local repositories on the same disk. ROUNDS (default 1) rounds, medians. KEEP=1 keeps the server.
+# Each from local repositories on the same disk and (SFTP=1, the default) from repositories on the
+# shared loopback OpenSSH "storage box" (../shared/bench/sshd.sh): shopvault over its sftp backend,
+# restic over `ssh -s sftp`. ROUNDS (default 1) rounds, medians. KEEP=1 keeps the server.
 . "$(dirname "$0")/lib.sh"
 SCALE="${1:-0.05}"
 ROUNDS="${ROUNDS:-1}"
+SFTP="${SFTP:-1}"
 need mariadb mariadb-dump restic /usr/bin/time git go
+[ "$SFTP" = 1 ] && need ssh ssh-keygen /usr/sbin/sshd
 build_shopvault
 W="$SV/staging"; OUT="$W/out"
 freshfs_cleanup; rm -rf "$W"; mkdir -p "$W" "$OUT" "$W/keys"
@@ -22,7 +26,13 @@ echo "== mariadbd 'staging' and database prestashop at scale $SCALE" >&2
 "$SHARED/db.sh" start staging >&2
 "$SHARED/db.sh" load staging "$SCALE" >"$OUT/load-sizes.txt" 2>&1 || { cat "$OUT/load-sizes.txt" >&2; exit 1; }
 eval "$("$SHARED/db.sh" env staging)"
-if [ "${KEEP:-0}" = 1 ]; then trap freshfs_cleanup EXIT; else trap 'freshfs_cleanup; "$SHARED/db.sh" stop staging >&2' EXIT; fi
+SSHD_STARTED=0
+cleanup() {
+  freshfs_cleanup
+  [ "$SSHD_STARTED" = 1 ] && "$SHARED/sshd.sh" stop >/dev/null 2>&1
+  [ "${KEEP:-0}" = 1 ] || "$SHARED/db.sh" stop staging >&2
+}
+trap cleanup EXIT
 CNF="$W/my.cnf"
 printf '[client]\nuser=root\nsocket=%s\n' "$SOCK" >"$CNF"; chmod 600 "$CNF"
 sql() { mariadb --defaults-file="$CNF" "$@"; }
@@ -46,16 +56,41 @@ mariadb-dump --defaults-file="$CNF" --single-transaction --quick prestashop >"$W
 restic init -q
 restic backup -q "$SHOP" "$W/dumpdir" >"$OUT/restic-backup.txt"
 
+SVREPO_local="$W/sv-repo"; SSHCFG=""
+if [ "$SFTP" = 1 ]; then
+  echo "== the same backups into repositories on the loopback sshd (not timed)" >&2
+  S="$SV/sshd"
+  [ -f "$S/pid" ] && kill -0 "$(cat "$S/pid")" 2>/dev/null || SSHD_STARTED=1
+  PORT=$("$SHARED/sshd.sh" start)
+  BOX="$SV/box/staging"; rm -rf "$BOX"; mkdir -p "$BOX"
+  printf '[127.0.0.1]:%s %s\n' "$PORT" "$(cut -d' ' -f1-2 "$S/host_key.pub")" >"$W/known_hosts"
+  SVREPO_sftp="sftp://root@127.0.0.1:$PORT$BOX/sv-repo"
+  SSHCFG="[ssh]
+known-hosts = \"$W/known_hosts\"
+key-file = \"$S/client_key\""
+  SVS=(--known-hosts "$W/known_hosts" --ssh-key "$S/client_key")
+  "$SVB" init --repo "$SVREPO_sftp" "${SVS[@]}" --host-key "$HK.sftp" --restore-key "$RK.sftp" >"$OUT/init-sftp.txt" 2>&1
+  "$SVB" backup --repo "$SVREPO_sftp" "${SVS[@]}" --host-key "$HK.sftp" --cache-dir "$W/sv-cache-sftp" --json \
+    --db "unix($SOCK)/prestashop" --db-credentials "$CNF" --db-threads 2 "$SHOP" >"$OUT/sv-backup-sftp.json"
+  RESTIC_SFTP=(-r "sftp:box:$BOX/restic-repo" -o "sftp.command=ssh -F $S/ssh_config box -s sftp")
+  restic "${RESTIC_SFTP[@]}" init -q
+  restic "${RESTIC_SFTP[@]}" backup -q "$SHOP" "$W/dumpdir" >"$OUT/restic-backup-sftp.txt"
+fi
+NETS="local"; [ "$SFTP" = 1 ] && NETS="local sftp"
+
 declare -A T
-sv_round() { # sv_round N
-  local root="$W/stage-sv-$1/t" db="prestashop_sv_$1" cfg="$W/sv-$1.toml"
+sv_round() { # sv_round N NET
+  local root="$W/stage-sv-$1/t" db="prestashop_sv_$1" cfg="$W/sv-$1.toml" net=$2 repo hk rk cache
+  if [ "$net" = sftp ]; then repo=$SVREPO_sftp hk="$HK.sftp" rk="$RK.sftp" cache="$W/sv-cache-sftp"
+  else repo=$SVREPO_local hk=$HK rk=$RK cache="$W/sv-cache"; fi
   freshfs "$W/stage-sv-$1"   # a just-made journaled ext4, as for the peers (lib.sh)
   cat >"$cfg" <<TOML
-repository = "$W/sv-repo"
-host-key = "$HK"
-restore-key = "$RK"
+repository = "$repo"
+host-key = "$hk"
+restore-key = "$rk"
 state-dir = "$W/state"
-cache-dir = "$W/sv-cache"
+cache-dir = "$cache"
+$([ "$net" = sftp ] && echo "$SSHCFG")
 [[sources]]
 paths = ["$SHOP"]
 [targets.staging]
@@ -65,31 +100,39 @@ db-credentials-file = "$CNF"
 db-name = "$db"
 domain = "staging.example.org"
 TOML
-  measure "shopvault_staging_$1" "$SVB" --config "$cfg" restore latest --to staging --json --db-threads 2
-  T[sv_$1]=$WALL
+  measure "shopvault_staging_${net}_$1" "$SVB" --config "$cfg" restore latest --to staging --json --db-threads 2
+  T[sv_${net}_$1]=$WALL
 }
-peer_round() {
-  local root="$W/stage-restic-$1/t" db="prestashop_peer_$1"
+peer_round() { # peer_round N NET
+  local root="$W/stage-restic-$1/t" db="prestashop_peer_$1" net=$2 rargs=""
+  [ "$net" = sftp ] && rargs=$(printf '%q ' "${RESTIC_SFTP[@]}")
   freshfs "$W/stage-restic-$1"
-  measure "restic_restore_mariadb_$1" bash -c "restic restore -q --verify latest --target '$root' &&
+  measure "restic_restore_mariadb_${net}_$1" bash -c "restic $rargs restore -q --verify latest --target '$root' &&
     mariadb --defaults-file='$CNF' -e 'CREATE DATABASE $db' &&
     mariadb --defaults-file='$CNF' $db < '$root$W/dumpdir/dump.sql'"
-  T[peer_$1]=$WALL
+  T[peer_${net}_$1]=$WALL
 }
 for i in $(seq 1 "$ROUNDS"); do
-  echo "== round $i" >&2
-  sv_round "$i"
-  peer_round "$i"
-  freshfs_cleanup; rm -rf "$W/stage-sv-$i" "$W/stage-restic-$i"
-  sql -e "DROP DATABASE prestashop_sv_$i; DROP DATABASE prestashop_peer_$i"
+  for net in $NETS; do
+    echo "== round $i, $net repositories" >&2
+    if [ $(( i % 2 )) = 1 ]; then sv_round "$i" "$net"; peer_round "$i" "$net"
+    else peer_round "$i" "$net"; sv_round "$i" "$net"; fi
+    freshfs_cleanup; rm -rf "$W/stage-sv-$i" "$W/stage-restic-$i"
+    sql -e "DROP DATABASE prestashop_sv_$i; DROP DATABASE prestashop_peer_$i"
+  done
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR]=$1 } END { if (NR%2) print a[(NR+1)/2]; else printf "%.2f", (a[NR/2]+a[NR/2+1])/2 }'; }
-SVM=$(median $(for i in $(seq 1 "$ROUNDS"); do echo "${T[sv_$i]}"; done))
-PM=$(median $(for i in $(seq 1 "$ROUNDS"); do echo "${T[peer_$i]}"; done))
-R=$(ratio "$SVM" "$PM")
+declare -A SVM PM R
+for net in $NETS; do
+  SVM[$net]=$(median $(for i in $(seq 1 "$ROUNDS"); do echo "${T[sv_${net}_$i]}"; done))
+  PM[$net]=$(median $(for i in $(seq 1 "$ROUNDS"); do echo "${T[peer_${net}_$i]}"; done))
+  R[$net]=$(ratio "${SVM[$net]}" "${PM[$net]}")
+done
 {
   echo "staging.sh scale $SCALE: files $(mib "$FILES") MiB, database $(mib "$DATA") MiB, dump.sql $(mib "$(dub "$W/dumpdir/dump.sql")") MiB; $ROUNDS round(s); $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores; $(restic version | cut -d' ' -f1-2); shopvault $(git -C "$ROOT" rev-parse --short HEAD)"
   echo "| measure | shopvault | peers | ratio | target | met |"
   echo "|---|---|---|---|---|---|"
-  echo "| verified staging clone, local repo (wall, median) | $SVM s | restic restore --verify + mariadb < dump.sql: $PM s | $R | ≤ 0.4 | $(verdict "$R" 0.4) |"
+  for net in $NETS; do
+    echo "| verified staging clone, $net repo (wall, median) | ${SVM[$net]} s ($(for i in $(seq 1 "$ROUNDS"); do printf '%s ' "${T[sv_${net}_$i]}"; done)) | restic restore --verify + mariadb < dump.sql: ${PM[$net]} s ($(for i in $(seq 1 "$ROUNDS"); do printf '%s ' "${T[peer_${net}_$i]}"; done)) | ${R[$net]} | ≤ 0.4 | $(verdict "${R[$net]}" 0.4) |"
+  done
 } | tee "$OUT/summary.md"

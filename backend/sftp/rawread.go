@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"sync"
 
@@ -365,8 +366,9 @@ func (s *rawSession) call(typ byte, body func([]byte) []byte) (*rawReq, error) {
 	return req, nil
 }
 
-// open opens name for reading and returns its handle and size.
-func (s *rawSession) open(name string) (string, int64, error) {
+// open opens name for reading and returns its handle and, if withSize, its
+// size (-1 otherwise: a range read finds a short file by itself).
+func (s *rawSession) open(name string, withSize bool) (string, int64, error) {
 	req, err := s.call(fxpOpen, func(b []byte) []byte {
 		b = appendString(b, name)
 		b = binary.BigEndian.AppendUint32(b, fxfRead)
@@ -383,6 +385,9 @@ func (s *rawSession) open(name string) (string, int64, error) {
 		return "", 0, fmt.Errorf("%w: HANDLE", errRawProtocol)
 	}
 	handle := string(h)
+	if !withSize {
+		return handle, -1, nil
+	}
 	req, err = s.call(fxpFstat, func(b []byte) []byte { return appendString(b, handle) })
 	if err != nil {
 		return "", 0, err
@@ -479,12 +484,21 @@ type rawRange struct {
 	head   int
 	cur    []byte
 	done   bool // the head slot is complete and its data delivered
+	toEOF  bool // read to the file's end (end is MaxInt64)
 	err    error
 }
 
+// newRange starts reading n bytes at off; n < 0 reads to the end of the file.
 func (s *rawSession) newRange(ctx context.Context, name, handle string, off, n int64, limit *tokenBucket) *rawRange {
-	k := max(2, min(rawWindow/s.readSize, int((n+int64(s.readSize)-1)/int64(s.readSize))))
 	r := &rawRange{ctx: ctx, s: s, name: name, handle: handle, limit: limit, pos: off, end: off + n}
+	k := rawWindow / s.readSize
+	if n < 0 {
+		// To the end, size unknown: the whole window at once (the reads
+		// past the end cost the server an EOF status each).
+		r.end, r.toEOF = math.MaxInt64, true
+	} else {
+		k = max(2, min(k, int((n+int64(s.readSize)-1)/int64(s.readSize))))
+	}
 	r.slots = make([]*rawSlot, k)
 	for i := range r.slots {
 		bp := s.bufs.Get().(*[]byte)
@@ -568,6 +582,9 @@ func (r *rawRange) Read(p []byte) (int, error) {
 			} else {
 				r.done = true
 			}
+		case r.toEOF && (req.typ == fxpData || req.typ == fxpStatus && len(req.body) >= 4 && binary.BigEndian.Uint32(req.body) == fxEOF):
+			// The end of the file: the reads after this one are past it.
+			r.err = io.EOF
 		case req.typ == fxpStatus && len(req.body) >= 4 && binary.BigEndian.Uint32(req.body) == fxEOF,
 			req.typ == fxpData:
 			r.err = &shortFileError{name: r.name, at: sl.off + int64(sl.got), want: r.end}

@@ -135,9 +135,9 @@ func TestRawRangesMatchFile(t *testing.T) {
 	}
 }
 
-// A range beyond the file's end is refused before reading, and a file that
-// shrinks while it is read ends in an error that names it, at once (no
-// retries: the connection is fine) and never as a clean EOF.
+// A range beyond the file's end, and a range of a file that shrinks while it
+// is read, end in an error at once (no retries: the connection is fine),
+// never as a clean EOF.
 func TestRawShortFile(t *testing.T) {
 	s := sshdtest.Start(t)
 	size := 16<<20 + 99 // well beyond the reads in flight
@@ -148,7 +148,7 @@ func TestRawShortFile(t *testing.T) {
 	if _, err := loadRange(be, h, int64(size)-10, 11, 4096); !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Fatalf("range past the end: %v, want ErrUnexpectedEOF", err)
 	}
-	err := be.Load(t.Context(), h, 0, 0, func(r io.Reader) error {
+	err := be.Load(t.Context(), h, 0, int64(size), func(r io.Reader) error {
 		if _, err := io.ReadFull(r, make([]byte, 100)); err != nil {
 			return err
 		}
@@ -163,6 +163,11 @@ func TestRawShortFile(t *testing.T) {
 	}
 	if n := retried.Load(); n != 0 {
 		t.Fatalf("%d retries for a short file", n)
+	}
+	// A whole-file load reads to the end the file has now.
+	got, err := loadRange(be, h, 0, 0, 1<<16)
+	if err != nil || len(got) != 1<<20 {
+		t.Fatalf("whole file after the truncation: %d bytes, %v; want %d", len(got), err, 1<<20)
 	}
 }
 
@@ -242,7 +247,7 @@ func TestRawReadSurvivesServerRestart(t *testing.T) {
 	var once sync.Once
 	var got []byte
 	calls := 0
-	err := be.Load(t.Context(), h, 0, 0, func(r io.Reader) error {
+	err := be.Load(t.Context(), h, 0, int64(size), func(r io.Reader) error {
 		calls++
 		b, err := io.ReadAll(io.TeeReader(r, writerFunc(func(p []byte) {
 			once.Do(func() { s.Restart(t) })

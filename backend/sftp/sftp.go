@@ -354,15 +354,21 @@ func (b *Backend) Load(ctx context.Context, h backend.Handle, off, length int64,
 
 // loadRaw is Load through the connection's read session (rawread.go).
 func (b *Backend) loadRaw(ctx context.Context, c *conn, rs *rawSession, what, name string, off, length int64, fn func(io.Reader) error) error {
-	handle, size, err := rs.open(name)
+	// No FSTAT round trip unless the range starts inside a file of unknown
+	// length: a known range ends short files with a shortFileError, a
+	// whole file is read to its EOF.
+	handle, size, err := rs.open(name, length == 0 && off > 0)
 	if err != nil {
 		return b.rawError(c, what, err)
 	}
 	n := length
-	if n == 0 {
+	switch {
+	case length == 0 && off == 0:
+		n = -1
+	case length == 0:
 		n = size - off
 	}
-	if n < 0 || off+n > size {
+	if n < -1 || (size >= 0 && off+n > size) {
 		rs.closeHandle(handle)
 		return fmt.Errorf("%s: range %d+%d beyond size %d: %w", what, off, length, size, io.ErrUnexpectedEOF)
 	}
