@@ -520,9 +520,6 @@ func (r *rawRange) issue(sl *rawSlot) error {
 		return nil
 	}
 	sz := min(int64(r.s.readSize), r.end-r.pos)
-	if err := r.limit.wait(r.ctx, int(sz)); err != nil {
-		return err
-	}
 	sl.off, sl.want, sl.got = r.pos, int(sz), 0
 	r.pos += sz
 	return r.reread(sl)
@@ -571,6 +568,13 @@ func (r *rawRange) Read(p []byte) (int, error) {
 		case req.err != nil:
 			r.err = req.err
 		case req.typ == fxpData && req.n > 0:
+			// The bandwidth limit is charged for what arrived (a read
+			// past the end of a file costs nothing); the window of reads
+			// in flight refills no faster than the limit lets data out.
+			if err := r.limit.wait(r.ctx, req.n); err != nil {
+				r.err = err
+				return 0, err
+			}
 			r.cur = (*sl.bufp)[sl.got : sl.got+req.n]
 			sl.got += req.n
 			if sl.got < sl.want {
