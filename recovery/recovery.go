@@ -27,6 +27,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -215,18 +216,46 @@ func LoadManifest(ctx context.Context, r *repo.Repository, sn *repo.Snapshot) (*
 }
 
 // SnapshotSource reads the dump streams of a snapshot (/db/<database>/...).
+// Make it with NewSnapshotSource.
 type SnapshotSource struct {
-	Repo *repo.Repository
-	Tree repo.ID
+	repo *repo.Repository
+	tree repo.ID
+
+	mu   sync.Mutex
+	dirs map[string]*repo.Tree // directories of streams, each looked up once
 }
 
-// OpenStream implements dump.Source.
-func (s SnapshotSource) OpenStream(ctx context.Context, database, name string) (io.ReadCloser, error) {
-	n, _, err := s.Repo.FindNode(ctx, s.Tree, path.Join("/db", database, name))
-	if err != nil {
-		return nil, fmt.Errorf("stream %s of database %s: %w", name, database, err)
+// NewSnapshotSource returns the dump streams of the snapshot with root tree.
+func NewSnapshotSource(r *repo.Repository, tree repo.ID) *SnapshotSource {
+	return &SnapshotSource{repo: r, tree: tree, dirs: map[string]*repo.Tree{}}
+}
+
+// OpenStream implements dump.Source. Each directory of streams is read
+// once: a walk from the root per stream cost several tree loads each, round
+// trips on a remote repository.
+func (s *SnapshotSource) OpenStream(ctx context.Context, database, name string) (io.ReadCloser, error) {
+	full := path.Join("/db", database, name)
+	dir := path.Dir(full)
+	s.mu.Lock()
+	t := s.dirs[dir]
+	s.mu.Unlock()
+	if t == nil {
+		dn, dt, err := s.repo.FindNode(ctx, s.tree, dir)
+		if err != nil {
+			return nil, fmt.Errorf("stream %s of database %s: %w", name, database, err)
+		}
+		if dt == nil {
+			return nil, fmt.Errorf("stream %s of database %s: %s is a %s, not a directory", name, database, dir, dn.Type)
+		}
+		s.mu.Lock()
+		s.dirs[dir], t = dt, dt
+		s.mu.Unlock()
 	}
-	return s.Repo.NewFileReader(ctx, n)
+	n := t.Find(path.Base(full))
+	if n == nil {
+		return nil, fmt.Errorf("stream %s of database %s: %s: no such file or directory in the snapshot", name, database, full)
+	}
+	return s.repo.NewFileReader(ctx, n)
 }
 
 // withDB returns a copy of cfg using database name.
@@ -276,7 +305,7 @@ func shopTarget(t prestashop.Target, cfg *mysql.Config) prestashop.Target {
 // loadDatabase loads database from of m into cfg.DBName and records it.
 func loadDatabase(ctx context.Context, rep *Report, r *repo.Repository, sn *repo.Snapshot, m *dump.Manifest, from string, cfg *mysql.Config, o dump.LoadOptions) (*DatabaseReport, error) {
 	dr := DatabaseReport{From: from, Into: cfg.DBName}
-	lr, err := dump.Load(ctx, cfg, m, from, SnapshotSource{Repo: r, Tree: sn.Tree}, o)
+	lr, err := dump.Load(ctx, cfg, m, from, NewSnapshotSource(r, sn.Tree), o)
 	if lr != nil {
 		dr.Tables, dr.Rows, dr.Bytes, dr.Seconds, dr.Checks = lr.Tables, lr.Rows, lr.Bytes, lr.Duration.Seconds(), lr.Checks
 	}

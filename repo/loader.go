@@ -14,22 +14,78 @@ import (
 	"github.com/shopvault/shopvault/backend"
 )
 
-// backendReaderAt reads a stored file through ranged Loads.
+// backendReaderAt reads a stored file through ranged Loads, with a read-ahead
+// window that grows while the reads are sequential: age's reader asks for
+// the header in small pieces and for the payload one 64 KiB chunk at a time,
+// and a remote backend pays round trips for each Load (a database stream
+// read blob by blob made thousands of them).
 type backendReaderAt struct {
-	be backend.Backend
-	h  backend.Handle
+	be   backend.Backend
+	h    backend.Handle
+	size int64 // of the stored file
+
+	mu     sync.Mutex
+	win    []byte // bytes of the file from winOff
+	winOff int64
+	next   int64 // where the last read ended (-1: none yet)
+	grow   int   // the window of the next sequential miss
+}
+
+const (
+	readAheadMin = 64 << 10
+	readAheadMax = 2 << 20 // per open pack (packCache keeps 16)
+)
+
+func newBackendReaderAt(be backend.Backend, h backend.Handle, size int64) *backendReaderAt {
+	return &backendReaderAt{be: be, h: h, size: size, next: -1, grow: readAheadMin}
 }
 
 func (b *backendReaderAt) ReadAt(p []byte, off int64) (int, error) {
-	n := 0
-	err := b.be.Load(context.Background(), b.h, off, int64(len(p)), func(r io.Reader) error {
-		var err error
-		n, err = io.ReadFull(r, p)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if off < 0 {
+		return 0, fmt.Errorf("read %s at %d: negative offset", b.h, off)
+	}
+	if off >= b.winOff && off+int64(len(p)) <= b.winOff+int64(len(b.win)) {
+		n := copy(p, b.win[off-b.winOff:])
+		b.next = off + int64(n)
+		return n, nil
+	}
+	from, want := off, max(len(p), readAheadMin)
+	switch {
+	case b.size <= readAheadMax && off+int64(len(p)) <= b.size:
+		// A small file (a tree pack, an index): all of it, once.
+		from, want = 0, int(b.size)
+	case off == b.next:
+		// Sequential: read further ahead each time.
+		want = max(len(p), b.grow)
+		b.grow = min(2*b.grow, readAheadMax)
+	default:
+		b.grow = 4 * readAheadMin
+	}
+	if rest := b.size - from; int64(want) > rest {
+		want = int(max(rest, 0))
+	}
+	if from+int64(want) < off+int64(len(p)) {
+		// Past the end: read exactly what was asked (the Load reports it).
+		from, want = off, len(p)
+	}
+	if cap(b.win) < want {
+		b.win = make([]byte, want)
+	}
+	buf := b.win[:want]
+	b.win, b.winOff = nil, 0
+	err := b.be.Load(context.Background(), b.h, from, int64(want), func(r io.Reader) error {
+		_, err := io.ReadFull(r, buf)
 		return err
 	})
 	if err != nil {
-		return n, err
+		b.win = buf[:0]
+		return 0, err
 	}
+	b.win, b.winOff = buf, from
+	n := copy(p, buf[off-from:])
+	b.next = off + int64(n)
 	return n, nil
 }
 
@@ -73,7 +129,7 @@ func (c *packCache) get(ctx context.Context, pack ID, size int64) (*openPack, er
 		}
 		size = fi.Size
 	}
-	ra, plainSize, err := age.DecryptReaderAt(&backendReaderAt{be: c.r.be, h: h}, size, c.r.identities...)
+	ra, plainSize, err := age.DecryptReaderAt(newBackendReaderAt(c.r.be, h, size), size, c.r.identities...)
 	if err != nil {
 		return nil, c.r.packErr(pack, err)
 	}

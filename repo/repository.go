@@ -39,6 +39,7 @@ type Repository struct {
 	idx *Index
 
 	packCache *packCache
+	payloads  payloadCache              // unwrapped pack payload keys (packrange.go)
 	trees     atomic.Pointer[treeCache] // set by PrefetchTrees
 	bufs      streamBuffers             // StreamPack's decode buffers
 	hashers   sync.Pool                 // keyed *blake3.Hasher, reset before use

@@ -101,7 +101,7 @@ func dbCommand() *cli.Command {
 						return fmt.Errorf("snapshot %s has no database %q (it has %v)", sn.ID.Short(), c.String("db"), sn.DB.Databases)
 					}
 					start := time.Now()
-					rep, err := dump.Load(ctx, cfg, m, c.String("db"), recovery.SnapshotSource{Repo: r, Tree: sn.Tree}, dump.LoadOptions{
+					rep, err := dump.Load(ctx, cfg, m, c.String("db"), recovery.NewSnapshotSource(r, sn.Tree), dump.LoadOptions{
 						Threads: c.Int("threads"), DropExisting: c.Bool("drop-existing"), Grants: c.Bool("grants"),
 					})
 					if err != nil {
