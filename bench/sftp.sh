@@ -7,8 +7,9 @@
 # has no sch_netem, and it keeps every address on 127.0.0.1). Then, on each link (loopback, 20 ms RTT),
 # each tool into a fresh repository on the box:
 #   1. init + first backup over SFTP (both commands timed together)
-#   2. full restore of that snapshot over SFTP into an empty local directory: restic restore;
-#      shopvault restore --no-verify (like for like) and shopvault restore (re-reads every restored file)
+#   2. full restore of that snapshot over SFTP into an empty local directory: restic restore and
+#      restic restore --verify; shopvault restore --no-verify (like the first) and shopvault restore
+#      (re-reads every restored file, like the second)
 # Every step runs once per round under /usr/bin/time -v after a sync; which tool goes first alternates
 # from step to step and round to round; with ROUNDS > 1 the table shows medians. Both tools run with
 # their defaults: shopvault 4 SSH connections (pure Go x/crypto, AES-GCM), restic one `ssh -s sftp`
@@ -73,7 +74,7 @@ export RESTIC_PASSWORD_FILE="$W/restic-pass" RESTIC_CACHE_DIR="$W/restic-cache"
 echo "bench-password-$$" >"$RESTIC_PASSWORD_FILE"
 rx() { local net=$1; shift; restic -r "sftp:box-$net:$BOX/restic-$net" -o sftp.command="ssh -F $W/ssh_config box-$net -s sftp" "$@"; }
 restic_first() { rx "$1" init && rx "$1" backup --json --quiet "$C"; }
-restic_restore() { rx "$1" restore latest --target "$W/r-restic/t"; }
+restic_restore() { local net=$1; shift; rx "$net" restore latest --target "$W/r-restic/t" "$@"; }
 export -f svurl svx sv_first sv_restore rx restic_first restic_restore
 export SVB W S C BOX PORT DPORT
 
@@ -96,7 +97,8 @@ for RND in $(seq 1 "$ROUNDS"); do
     # each restore onto a just-made journaled ext4 (freshfs in lib.sh)
     svr() { freshfs "$W/r-sv"; run "sv_restore_nv_$NET" "sv_restore $NET --no-verify"; checktree "$W/r-sv/t"
       freshfs "$W/r-sv"; run "sv_restore_$NET" "sv_restore $NET"; checktree "$W/r-sv/t"; }
-    rr() { freshfs "$W/r-restic"; run "restic_restore_$NET" "restic_restore $NET"; checktree "$W/r-restic/t"; }
+    rr() { freshfs "$W/r-restic"; run "restic_restore_$NET" "restic_restore $NET"; checktree "$W/r-restic/t"
+      freshfs "$W/r-restic"; run "restic_restore_v_$NET" "restic_restore $NET --verify"; checktree "$W/r-restic/t"; }
     if first_sv; then svr; rr; else rr; svr; fi
   done
 done
@@ -165,7 +167,11 @@ info() { echo "| $1 | $2 | $3 | $(ratio "${4:-}" "${5:-}") | (info) | |"; }
     [ "$NET" = loop ] && L="loopback" || L="20 ms RTT"
     tline "$L: init + first backup, wall" "sv_first_$NET" "restic_first_$NET" 0.5
     tline "$L: full restore --no-verify, wall" "sv_restore_nv_$NET" "restic_restore_$NET" 0.4
-    tline "$L: full restore (verified), wall" "sv_restore_$NET" "restic_restore_$NET" 0.4
+    tline "$L: full restore (verified) vs restic restore --verify, wall" "sv_restore_$NET" "restic_restore_v_$NET" 0.4
+  done
+  for NET in loop rtt20; do
+    [ "$NET" = loop ] && L="loopback" || L="20 ms RTT"
+    info "$L: full restore (verified) vs restic restore (verifies nothing), wall" "$(med T "sv_restore_$NET") s" "$(med T "restic_restore_$NET") s" "$(med T "sv_restore_$NET")" "$(med T "restic_restore_$NET")"
   done
   for NET in loop rtt20; do
     [ "$NET" = loop ] && L="loopback" || L="20 ms RTT"

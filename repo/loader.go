@@ -34,6 +34,10 @@ type backendReaderAt struct {
 const (
 	readAheadMin = 64 << 10
 	readAheadMax = 2 << 20 // per open pack (packCache keeps 16)
+	// readWhole: files up to this size are read whole at the first miss;
+	// bigger ones only where asked (restoring one file must not fetch its
+	// whole pack).
+	readWhole = 512 << 10
 )
 
 func newBackendReaderAt(be backend.Backend, h backend.Handle, size int64) *backendReaderAt {
@@ -53,8 +57,8 @@ func (b *backendReaderAt) ReadAt(p []byte, off int64) (int, error) {
 	}
 	from, want := off, max(len(p), readAheadMin)
 	switch {
-	case b.size <= readAheadMax && off+int64(len(p)) <= b.size:
-		// A small file (a tree pack, an index): all of it, once.
+	case b.size <= readWhole && off+int64(len(p)) <= b.size:
+		// A small file: all of it, once.
 		from, want = 0, int(b.size)
 	case off == b.next:
 		// Sequential: read further ahead each time.
