@@ -475,7 +475,7 @@ func TestSFTPDoctor(t *testing.T) {
 	if err != nil {
 		t.Fatalf("doctor against a healthy sshd: %v", err)
 	}
-	for _, name := range []string{"host key", "authentication", "sftp", "repository directory", "write", "fsync", "rename", "read back", "remove", "free space", "parallel sessions", "round trip", "throughput"} {
+	for _, name := range []string{"host key", "authentication", "sftp", "read session", "repository directory", "write", "fsync", "rename", "read back", "remove", "free space", "parallel sessions", "round trip", "throughput"} {
 		c, ok := got[name]
 		if !ok || !c.OK {
 			t.Errorf("check %q: %+v (present %v)", name, c, ok)
@@ -486,6 +486,9 @@ func TestSFTPDoctor(t *testing.T) {
 	}
 	if !strings.Contains(got["sftp"].Detail, "fsync@openssh.com") || !strings.Contains(got["sftp"].Detail, "statvfs@openssh.com") {
 		t.Errorf("sftp detail %q lacks OpenSSH's extensions", got["sftp"].Detail)
+	}
+	if !strings.Contains(got["read session"].Detail, "255 KiB per read") {
+		t.Errorf("read session: %q, want OpenSSH's 255 KiB reads (limits@openssh.com)", got["read session"].Detail)
 	}
 	if !strings.Contains(got["parallel sessions"].Detail, "accepted 10 of 10") {
 		t.Errorf("parallel sessions: %q, want all 10 accepted by our sshd", got["parallel sessions"].Detail)

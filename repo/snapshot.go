@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/shopvault/shopvault/backend"
@@ -94,16 +95,33 @@ func (r *Repository) Snapshots(ctx context.Context) ([]*Snapshot, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("list snapshots: %w", err)
 	}
+	// Loaded 8 at a time: each is a round trip or two on a remote
+	// repository, and a year of nightly snapshots kept by forget is dozens.
+	sns := make([]*Snapshot, len(infos))
+	errs := make([]error, len(infos))
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	for i, fi := range infos {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			sn, err := r.LoadSnapshot(ctx, fi.Name)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			sn.StoredTime = fi.ModTime
+			sns[i] = sn
+		}()
+	}
+	wg.Wait()
 	var out []*Snapshot
-	var errs []error
-	for _, fi := range infos {
-		sn, err := r.LoadSnapshot(ctx, fi.Name)
-		if err != nil {
-			errs = append(errs, err)
-			continue
+	for _, sn := range sns {
+		if sn != nil {
+			out = append(out, sn)
 		}
-		sn.StoredTime = fi.ModTime
-		out = append(out, sn)
 	}
 	slices.SortFunc(out, func(a, b *Snapshot) int { return a.Time.Compare(b.Time) })
 	return out, errors.Join(errs...)

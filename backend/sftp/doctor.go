@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	pkgsftp "github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -103,6 +104,7 @@ func Doctor(ctx context.Context, cfg Config, report func(Check)) error {
 		detail += "; missing " + strings.Join(missing, ", ") + " (uploads are less durable or 'full' errors less clear)"
 	}
 	emit(Check{Name: "sftp", OK: true, Detail: detail})
+	emit(readSessionCheck(c))
 
 	emit(repoDirCheck(b, c))
 	for _, ch := range probeChecks(ctx, b, c) {
@@ -269,6 +271,16 @@ func sessionsCheck(ctx context.Context, b *Backend, want int) Check {
 	return Check{Name: "parallel sessions", OK: n >= want, Detail: detail}
 }
 
+// readSessionCheck reports whether restores get their second, read-only
+// SFTP channel (rawread.go); without it they read through pkg/sftp.
+func readSessionCheck(c *conn) Check {
+	rs := c.rawReader()
+	if rs == nil {
+		return Check{Name: "read session", OK: true, Detail: "the server refused a second SFTP channel on the connection: restores read through the main session (more CPU per byte)"}
+	}
+	return Check{Name: "read session", OK: true, Detail: fmt.Sprintf("second SFTP channel for restores' reads, %d KiB per read request", rs.readSize>>10)}
+}
+
 func rttCheck(b *Backend, c *conn) Check {
 	const n = 5
 	var ds []time.Duration
@@ -307,11 +319,24 @@ func throughputCheck(ctx context.Context, b *Backend) Check {
 	}
 	up := b.cfg.Now().Sub(start)
 	start = b.cfg.Now()
-	rf, err := c.sftp.Open(h)
 	var n int64
-	if err == nil {
-		n, err = rf.WriteTo(io.Discard)
-		_ = rf.Close()
+	if rs := c.rawReader(); rs != nil {
+		// the way restores read
+		var handle string
+		var size int64
+		if handle, size, err = rs.open(h, true); err == nil {
+			rr := rs.newRange(ctx, h, handle, 0, size, b.down)
+			n, err = io.Copy(io.Discard, rr)
+			if serr := rr.stop(); err == nil {
+				err = serr
+			}
+		}
+	} else {
+		var rf *pkgsftp.File
+		if rf, err = c.sftp.Open(h); err == nil {
+			n, err = rf.WriteTo(io.Discard)
+			_ = rf.Close()
+		}
 	}
 	if err == nil && n != int64(len(data)) {
 		err = fmt.Errorf("read %d bytes, wrote %d", n, len(data))
