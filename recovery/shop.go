@@ -29,47 +29,73 @@ const (
 // classes/ (1.6). More than one candidate is an error naming them; none
 // wraps ErrNoShop.
 func FindShop(ctx context.Context, r *repo.Repository, sn *repo.Snapshot) (string, error) {
+	// The trees in one read per tree pack (the restore that follows uses
+	// the same cache); then each directory's tree is loaded once, from its
+	// parent's node, not by a walk from the root.
+	_, _ = r.PrefetchTrees(ctx, sn, repo.DefaultTreeBudget)
 	type item struct {
 		p     string
+		t     *repo.Tree
 		depth int
 	}
 	var queue []item
 	for _, p := range snapshotFilePaths(sn) {
-		queue = append(queue, item{p, 0})
+		n, t, err := r.FindNode(ctx, sn.Tree, p)
+		if err != nil {
+			return "", fmt.Errorf("look for the shop in %s: %w", p, err)
+		}
+		if n != nil && n.Type == repo.NodeDir && t != nil {
+			queue = append(queue, item{p, t, 0})
+		}
+	}
+	// isFile reports whether rel (slash separated) below t is a file.
+	isFile := func(t *repo.Tree, rel string) bool {
+		parts := strings.Split(rel, "/")
+		for i, part := range parts {
+			n := t.Find(part)
+			if n == nil {
+				return false
+			}
+			if i == len(parts)-1 {
+				return n.Type == repo.NodeFile
+			}
+			if n.Type != repo.NodeDir || n.Subtree == nil {
+				return false
+			}
+			var err error
+			if t, err = r.LoadTree(ctx, *n.Subtree); err != nil {
+				return false
+			}
+		}
+		return false
 	}
 	var found []string
 	visited := 0
 	for len(queue) > 0 && visited < findShopDirs {
 		it := queue[0]
 		queue = queue[1:]
-		n, t, err := r.FindNode(ctx, sn.Tree, it.p)
-		if err != nil {
-			return "", fmt.Errorf("look for the shop in %s: %w", it.p, err)
-		}
-		if n != nil && n.Type != repo.NodeDir || t == nil {
-			continue
-		}
 		visited++
 		names := map[string]repo.NodeType{}
-		for _, c := range t.Nodes {
+		for _, c := range it.t.Nodes {
 			names[c.Name] = c.Type
 		}
-		isFile := func(rel string) bool {
-			fn, _, err := r.FindNode(ctx, sn.Tree, path.Join(it.p, rel))
-			return err == nil && fn.Type == repo.NodeFile
-		}
-		if names["app"] == repo.NodeDir && isFile(prestashop.ParametersFile) ||
-			names["config"] == repo.NodeDir && names["classes"] == repo.NodeDir && isFile(prestashop.SettingsFile) {
+		if names["app"] == repo.NodeDir && isFile(it.t, prestashop.ParametersFile) ||
+			names["config"] == repo.NodeDir && names["classes"] == repo.NodeDir && isFile(it.t, prestashop.SettingsFile) {
 			found = append(found, it.p)
 			continue
 		}
 		if it.depth >= findShopDepth {
 			continue
 		}
-		for _, c := range t.Nodes {
-			if c.Type == repo.NodeDir {
-				queue = append(queue, item{path.Join(it.p, c.Name), it.depth + 1})
+		for _, c := range it.t.Nodes {
+			if c.Type != repo.NodeDir || c.Subtree == nil || visited+len(queue) >= findShopDirs {
+				continue
 			}
+			ct, err := r.LoadTree(ctx, *c.Subtree)
+			if err != nil {
+				return "", fmt.Errorf("look for the shop in %s: %w", path.Join(it.p, c.Name), err)
+			}
+			queue = append(queue, item{path.Join(it.p, c.Name), ct, it.depth + 1})
 		}
 	}
 	switch len(found) {
