@@ -39,7 +39,7 @@ type fileRun struct {
 const fileReaderAhead = 3
 
 // fileReaderSpan bounds the pack bytes one ranged read covers.
-const fileReaderSpan = 4 << 20
+const fileReaderSpan = 2 << 20
 
 // NewFileReader returns a reader of the content of n (a file node).
 func (r *Repository) NewFileReader(ctx context.Context, n *Node) (*FileReader, error) {
