@@ -90,6 +90,11 @@ func lsCommand() *cli.Command {
 				if c.NArg() > 1 {
 					p = path.Clean("/" + c.Args().Get(1))
 				}
+				if c.Bool("recursive") {
+					// One read per tree pack instead of a Load (round trips
+					// on SFTP) per directory.
+					_, _ = r.PrefetchTrees(ctx, sn, repo.DefaultTreeBudget)
+				}
 				node, tree, err := r.FindNode(ctx, sn.Tree, p)
 				if err != nil {
 					return err
