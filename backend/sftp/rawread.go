@@ -610,7 +610,26 @@ func (r *rawRange) Read(p []byte) (int, error) {
 func (r *rawRange) stop() error {
 	for _, sl := range r.slots {
 		if sl.pending {
-			<-sl.req.done
+			done := false
+			select {
+			case <-sl.req.done:
+				done = true
+			case <-r.ctx.Done():
+				// Cancelled (Ctrl-C): a server that stopped answering
+				// must not hold us until the keepalive gives up. Ending
+				// the session completes the reads still waiting; the one
+				// the receiver may be in the middle of keeps its buffer
+				// (never reused).
+				r.s.fail(fmt.Errorf("sftp read session abandoned: %w", r.ctx.Err()))
+				select {
+				case <-sl.req.done:
+					done = true
+				default:
+				}
+			}
+			if !done {
+				continue
+			}
 			sl.pending = false
 		}
 		r.s.bufs.Put(sl.bufp)

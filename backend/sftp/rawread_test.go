@@ -269,3 +269,34 @@ func TestRawReadSurvivesServerRestart(t *testing.T) {
 type writerFunc func([]byte)
 
 func (f writerFunc) Write(p []byte) (int, error) { f(p); return len(p), nil }
+
+// Cancelling a load while the server has stopped answering returns at once;
+// it does not wait for the reads still out (the keepalive would take much
+// longer to give up on the connection).
+func TestRawCancelWithSilentServer(t *testing.T) {
+	s := sshdtest.Start(t)
+	size := 16 << 20
+	be, h, _, _ := rawTestBackend(t, s, size)
+	be.cfg.KeepAlive = time.Hour
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	start := time.Now()
+	var frozeAt time.Time
+	err := be.Load(ctx, h, 0, int64(size), func(r io.Reader) error {
+		if _, err := io.ReadFull(r, make([]byte, 1000)); err != nil {
+			return err
+		}
+		s.Freeze()
+		frozeAt = time.Now()
+		time.AfterFunc(200*time.Millisecond, cancel)
+		_, err := io.Copy(io.Discard, r)
+		return err
+	})
+	s.Thaw()
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("load cancelled with the server frozen: %v, want context.Canceled", err)
+	}
+	if d := time.Since(frozeAt); d > 5*time.Second {
+		t.Fatalf("the cancelled load returned %s after the server froze (started %s ago)", d, time.Since(start))
+	}
+}
