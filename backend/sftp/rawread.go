@@ -616,16 +616,10 @@ func (r *rawRange) stop() error {
 				done = true
 			case <-r.ctx.Done():
 				// Cancelled (Ctrl-C): a server that stopped answering
-				// must not hold us until the keepalive gives up. Ending
-				// the session completes the reads still waiting; the one
-				// the receiver may be in the middle of keeps its buffer
-				// (never reused).
-				r.s.fail(fmt.Errorf("sftp read session abandoned: %w", r.ctx.Err()))
-				select {
-				case <-sl.req.done:
-					done = true
-				default:
-				}
+				// must not hold us until the keepalive gives up. The
+				// reads still out keep their buffers (never reused: the
+				// receiver fills them if the answers come) and the
+				// session goes on serving the connection's other loads.
 			}
 			if !done {
 				continue
