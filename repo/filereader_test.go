@@ -45,18 +45,7 @@ func TestFileReaderReadsAhead(t *testing.T) {
 		blobs = append(blobs, b)
 		want = append(want, b...)
 	}
-	s := w.NewBlobSaver(ctx, 1)
-	var ids []repo.ID
-	for _, b := range blobs {
-		id, _, err := s.Save(ctx, repo.DataBlob, b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, id)
-	}
-	if err := s.Finish(ctx); err != nil {
-		t.Fatal(err)
-	}
+	ids := saveBlobs(t, w, blobs, 1)
 
 	r, err := repo.Open(ctx, be, restoreKey)
 	if err != nil {

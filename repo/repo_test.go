@@ -31,8 +31,15 @@ func randBytes(seed int64, n int) []byte {
 
 func saveSome(t *testing.T, r *repo.Repository, blobs [][]byte) []repo.ID {
 	t.Helper()
+	return saveBlobs(t, r, blobs, 2)
+}
+
+// saveBlobs stores blobs as data blobs with a saver of the given
+// concurrency (1 keeps them in order in the packs) and returns their ids.
+func saveBlobs(t *testing.T, r *repo.Repository, blobs [][]byte, concurrency int) []repo.ID {
+	t.Helper()
 	ctx := t.Context()
-	s := r.NewBlobSaver(ctx, 2)
+	s := r.NewBlobSaver(ctx, concurrency)
 	var ids []repo.ID
 	for _, b := range blobs {
 		id, _, err := s.Save(ctx, repo.DataBlob, b)
