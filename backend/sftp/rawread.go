@@ -240,6 +240,12 @@ func (s *rawSession) send(req *rawReq, typ byte, body func([]byte) []byte) error
 // receive dispatches responses until the channel ends, then fails every
 // request still waiting.
 func (s *rawSession) receive(br *bufio.Reader) {
+	// abort completes req with err and ends the session.
+	abort := func(req *rawReq, err error) {
+		req.err = err
+		req.done <- struct{}{}
+		s.fail(err)
+	}
 	var hdr [9]byte
 	for {
 		if _, err := io.ReadFull(br, hdr[:]); err != nil {
@@ -248,7 +254,7 @@ func (s *rawSession) receive(br *bufio.Reader) {
 		}
 		n := int64(binary.BigEndian.Uint32(hdr[:4]))
 		typ, id := hdr[4], binary.BigEndian.Uint32(hdr[5:9])
-		if n < 5 || n > int64(s.readSize)+rawMaxControl {
+		if n < 5 || n > rawMaxRead+rawMaxControl {
 			s.fail(fmt.Errorf("%w: packet length %d", errRawProtocol, n))
 			return
 		}
@@ -269,53 +275,37 @@ func (s *rawSession) receive(br *bufio.Reader) {
 		if typ == fxpData && req.buf != nil {
 			var l [4]byte
 			if rest < 4 {
-				s.fail(fmt.Errorf("%w: DATA of %d bytes", errRawProtocol, rest))
-				req.err = errRawProtocol
-				req.done <- struct{}{}
+				abort(req, fmt.Errorf("%w: DATA of %d bytes", errRawProtocol, rest))
 				return
 			}
 			if _, err := io.ReadFull(br, l[:]); err != nil {
-				req.err = err
-				req.done <- struct{}{}
-				s.fail(err)
+				abort(req, err)
 				return
 			}
 			dl := int64(binary.BigEndian.Uint32(l[:]))
 			if dl > rest-4 || dl > int64(len(req.buf)) {
-				err := fmt.Errorf("%w: DATA of %d bytes for a read of %d", errRawProtocol, dl, len(req.buf))
-				req.err = err
-				req.done <- struct{}{}
-				s.fail(err)
+				abort(req, fmt.Errorf("%w: DATA of %d bytes for a read of %d", errRawProtocol, dl, len(req.buf)))
 				return
 			}
 			if _, err := io.ReadFull(br, req.buf[:dl]); err != nil {
-				req.err = err
-				req.done <- struct{}{}
-				s.fail(err)
+				abort(req, err)
 				return
 			}
 			req.n = int(dl)
 			if extra := rest - 4 - dl; extra > 0 {
 				if _, err := br.Discard(int(extra)); err != nil {
-					req.err = err
-					req.done <- struct{}{}
-					s.fail(err)
+					abort(req, err)
 					return
 				}
 			}
 		} else {
 			if rest > rawMaxControl {
-				err := fmt.Errorf("%w: response type %d of %d bytes", errRawProtocol, typ, rest)
-				req.err = err
-				req.done <- struct{}{}
-				s.fail(err)
+				abort(req, fmt.Errorf("%w: response type %d of %d bytes", errRawProtocol, typ, rest))
 				return
 			}
 			req.body = make([]byte, rest)
 			if _, err := io.ReadFull(br, req.body); err != nil {
-				req.err = err
-				req.done <- struct{}{}
-				s.fail(err)
+				abort(req, err)
 				return
 			}
 		}
