@@ -82,3 +82,56 @@ func flip(b []byte, i int) []byte {
 	c[i] ^= 0x10
 	return c
 }
+
+// A pack whose header is longer than the ranged reader looks at (hundreds
+// of recipients) is still read by FileReader's runs, through age's reader,
+// byte for byte.
+func TestFetchRunLongHeaderFallsBack(t *testing.T) {
+	ctx := context.Background()
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	recipients := []age.Recipient{id.Recipient()}
+	for len(recipients) < 900 { // ~90 bytes of header each: beyond ageMaxHeader
+		other, _ := age.GenerateX25519Identity()
+		recipients = append(recipients, other.Recipient())
+	}
+	plain := make([]byte, 3*ageChunk+100)
+	rnd := rand.New(rand.NewPCG(9, 9))
+	for i := range plain {
+		plain[i] = byte(rnd.Uint32())
+	}
+	var sealed bytes.Buffer
+	w, err := age.Encrypt(&sealed, recipients...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = w.Write(plain)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	be := mem.New()
+	var pack ID
+	pack[0] = 0xaa
+	h := backend.Handle{Type: backend.PackFile, Name: pack.String()}
+	if err := be.Save(ctx, h, bytes.NewReader(sealed.Bytes()), int64(sealed.Len())); err != nil {
+		t.Fatal(err)
+	}
+	r := &Repository{be: be, identities: []age.Identity{id}, canRead: true}
+	r.packCache = newPackCache(r, 4)
+	if _, err := r.packPayload(ctx, pack, int64(sealed.Len())); !errors.Is(err, errAgeNonCanonical) {
+		t.Fatalf("long header: %v, want errAgeNonCanonical", err)
+	}
+	run := []PackedBlob{{Offset: 10, Length: 70000}, {Offset: 80000, Length: 100000}}
+	fr := r.fetchRun(ctx, pack, int64(sealed.Len()), run, nil)
+	if fr.err != nil {
+		t.Fatal(fr.err)
+	}
+	for _, b := range run {
+		at := int64(b.Offset) - fr.base
+		if !bytes.Equal(fr.plain[at:at+int64(b.Length)], plain[b.Offset:b.Offset+b.Length]) {
+			t.Fatalf("blob at %d read wrong through the fallback", b.Offset)
+		}
+	}
+}
