@@ -73,7 +73,7 @@ func (c *conn) rawReader() *rawSession {
 	if c.raw != nil && c.raw.alive() {
 		return c.raw
 	}
-	rs, err := openRawSession(c.ssh)
+	rs, err := openRawSession(c.ssh, rawOpenTimeout)
 	if err != nil {
 		c.rawOff = true
 		c.raw = nil

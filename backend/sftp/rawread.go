@@ -24,6 +24,7 @@ import (
 	"math"
 	"os"
 	"sync"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 )
@@ -113,13 +114,21 @@ func (e *rawStatusError) Is(target error) bool {
 // errRawProtocol marks a response the client cannot make sense of.
 var errRawProtocol = errors.New("sftp: malformed response")
 
+// rawOpenTimeout bounds the set-up of a read session: a server that takes
+// the channel but never answers on it must not hold the connection's loads
+// (they fall back to pkg/sftp).
+const rawOpenTimeout = 30 * time.Second
+
 // openRawSession starts the sftp subsystem on a new channel of client and
 // negotiates version 3 (and the server's read limit where it says it).
-func openRawSession(client *ssh.Client) (*rawSession, error) {
+func openRawSession(client *ssh.Client, timeout time.Duration) (*rawSession, error) {
 	sess, err := client.NewSession()
 	if err != nil {
 		return nil, err
 	}
+	// Closing the session ends a subsystem request or a read that waits.
+	timer := time.AfterFunc(timeout, func() { _ = sess.Close() })
+	defer timer.Stop()
 	w, err := sess.StdinPipe()
 	if err != nil {
 		sess.Close()
@@ -146,6 +155,10 @@ func openRawSession(client *ssh.Client) (*rawSession, error) {
 		if n, err := s.maxRead(); err == nil && n > rawMinRead {
 			s.readSize = int(min(n, rawMaxRead))
 		}
+	}
+	if !timer.Stop() {
+		// The timer fired while the session was set up: it is closed.
+		return nil, errors.New("sftp read session: no answer in time")
 	}
 	size := s.readSize
 	s.bufs.New = func() any { b := make([]byte, size); return &b }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"testing"
+	"time"
 
 	pkgsftp "github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
@@ -46,6 +47,12 @@ func (f fakeFiles) Fileread(r *pkgsftp.Request) (io.ReaderAt, error) {
 // fakeSFTPServer runs an in-process SSH server whose sftp subsystem is
 // pkg/sftp's request server over files, and returns a client of it.
 func fakeSFTPServer(t *testing.T, files map[string]*shortReader) *ssh.Client {
+	return fakeServer(t, files, false)
+}
+
+// fakeServer is fakeSFTPServer; with mute, the sftp subsystem is granted
+// but never answers.
+func fakeServer(t *testing.T, files map[string]*shortReader, mute bool) *ssh.Client {
 	t.Helper()
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -83,7 +90,7 @@ func fakeSFTPServer(t *testing.T, files map[string]*shortReader) *ssh.Client {
 						for req := range creqs {
 							ok := req.Type == "subsystem" && len(req.Payload) > 4 && string(req.Payload[4:]) == "sftp"
 							_ = req.Reply(ok, nil)
-							if ok {
+							if ok && !mute {
 								srv := pkgsftp.NewRequestServer(ch, pkgsftp.Handlers{FileGet: fakeFiles{files}})
 								go func() { _ = srv.Serve(); _ = ch.Close() }()
 							}
@@ -127,7 +134,7 @@ func TestRawShortReadsAndServerErrors(t *testing.T) {
 		"/broken": {data: data, max: 1 << 20, failAt: 300000},
 	}
 	client := fakeSFTPServer(t, files)
-	rs, err := openRawSession(client)
+	rs, err := openRawSession(client, rawOpenTimeout)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,5 +159,21 @@ func TestRawShortReadsAndServerErrors(t *testing.T) {
 	got, err = readRange(rs, "/short", 1<<20, 77)
 	if err != nil || !bytes.Equal(got, data[1<<20:]) {
 		t.Fatalf("after the errors: %d bytes, %v", len(got), err)
+	}
+}
+
+// A server that grants the sftp subsystem and then never answers makes the
+// read session give up after its timeout (loads then use pkg/sftp) instead
+// of holding the connection.
+func TestRawSessionOpenTimesOut(t *testing.T) {
+	client := fakeServer(t, nil, true)
+	start := time.Now()
+	rs, err := openRawSession(client, 300*time.Millisecond)
+	if err == nil {
+		rs.close()
+		t.Fatal("a silent server gave a read session")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("gave up after %s, want about 300ms", d)
 	}
 }
