@@ -139,7 +139,18 @@ func TestRawRangesMatchFile(t *testing.T) {
 // is read, end in an error at once (no retries: the connection is fine),
 // never as a clean EOF.
 func TestRawShortFile(t *testing.T) {
-	s := sshdtest.Start(t)
+	for _, tc := range []struct {
+		name string
+		opts []sshdtest.Option
+	}{
+		{"read session", nil},
+		{"MaxSessions 1: pkg/sftp", []sshdtest.Option{sshdtest.WithConfig("MaxSessions 1")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testShortFile(t, sshdtest.Start(t, tc.opts...)) })
+	}
+}
+
+func testShortFile(t *testing.T, s *sshdtest.Server) {
 	size := 16<<20 + 99 // well beyond the reads in flight
 	be, h, _, name := rawTestBackend(t, s, size)
 	var retried atomic.Int32

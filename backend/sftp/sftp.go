@@ -339,16 +339,9 @@ func (b *Backend) Load(ctx context.Context, h backend.Handle, off, length int64,
 		if off+n > fi.Size() {
 			return fmt.Errorf("%s: range %d+%d beyond size %d: %w", what, off, n, fi.Size(), io.ErrUnexpectedEOF)
 		}
-		rr := newRangeReader(ctx, f, off, n, b.down)
+		rr := newRangeReader(ctx, f, name, off, n, b.down)
 		ferr := fn(rr)
-		rerr := rr.stop()
-		if rerr != nil && ferr != nil {
-			// The reader failed under fn; a lost connection is retried.
-			if cerr := classify(c, what, rerr); isTransient(cerr) {
-				return cerr
-			}
-		}
-		return ferr
+		return b.readerFailed(ctx, c, what, ferr, rr.stop())
 	})
 }
 
@@ -374,16 +367,22 @@ func (b *Backend) loadRaw(ctx context.Context, c *conn, rs *rawSession, what, na
 	}
 	rr := rs.newRange(ctx, name, handle, off, n, b.down)
 	ferr := fn(rr)
-	rerr := rr.stop()
-	if rerr != nil && ferr != nil {
-		var short *shortFileError
-		if errors.As(rerr, &short) || errors.Is(rerr, ctx.Err()) {
-			return ferr
-		}
-		// The reader failed under fn; a lost connection is retried.
-		if cerr := b.rawError(c, what, rerr); isTransient(cerr) {
-			return cerr
-		}
+	return b.readerFailed(ctx, c, what, ferr, rr.stop())
+}
+
+// readerFailed returns what a load ends with when fn returned ferr and the
+// range reader under it saw rerr: a lost connection (transient) is retried;
+// a file shorter than the range, or a cancellation, is fn's error as it is.
+func (b *Backend) readerFailed(ctx context.Context, c *conn, what string, ferr, rerr error) error {
+	if rerr == nil || ferr == nil {
+		return ferr
+	}
+	var short *shortFileError
+	if errors.As(rerr, &short) || errors.Is(rerr, ctx.Err()) {
+		return ferr
+	}
+	if cerr := b.rawError(c, what, rerr); isTransient(cerr) {
+		return cerr
 	}
 	return ferr
 }
@@ -658,7 +657,7 @@ const (
 	readAhead = 3
 )
 
-func newRangeReader(ctx context.Context, f *pkgsftp.File, off, n int64, limit *tokenBucket) *rangeReader {
+func newRangeReader(ctx context.Context, f *pkgsftp.File, name string, off, n int64, limit *tokenBucket) *rangeReader {
 	rr := &rangeReader{ctx: ctx, slots: make(chan chan chunk, readAhead), free: make(chan []byte, readAhead+1),
 		done: make(chan struct{}), exit: make(chan struct{})}
 	go func() {
@@ -694,7 +693,7 @@ func newRangeReader(ctx context.Context, f *pkgsftp.File, off, n int64, limit *t
 				if int64(m) == sz {
 					err = nil
 				} else if err == nil || err == io.EOF {
-					err = fmt.Errorf("file ended at %d, expected %d bytes: %w", pos+int64(m), end, io.ErrUnexpectedEOF)
+					err = &shortFileError{name: name, at: pos + int64(m), want: end}
 				}
 				if err != nil {
 					failed.Store(true)
