@@ -143,6 +143,27 @@ func Open(ctx context.Context, be backend.Backend, keys ...*KeyFile) (*Repositor
 	if len(keys) == 0 {
 		return nil, errors.New("no key given: pass --host-key or --restore-key (or SHOPVAULT_HOST_KEY / SHOPVAULT_RESTORE_KEY)")
 	}
+	c, err := newCodec()
+	if err != nil {
+		return nil, err
+	}
+	var identities []age.Identity
+	for _, k := range keys {
+		identities = append(identities, k.Identity)
+	}
+	// The key files are searched while the config loads: over a
+	// high-latency link each is several round trips.
+	type found struct {
+		sec secret
+		err error
+	}
+	keyc := make(chan found, 1)
+	kctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		sec, err := findSecret(kctx, be, c, identities)
+		keyc <- found{sec, err}
+	}()
 	cfgData, err := backend.LoadAll(ctx, be, backend.Handle{Type: backend.ConfigFile})
 	if err != nil {
 		if backend.IsNotExist(err) {
@@ -154,11 +175,7 @@ func Open(ctx context.Context, be backend.Backend, keys ...*KeyFile) (*Repositor
 	if err != nil {
 		return nil, err
 	}
-	c, err := newCodec()
-	if err != nil {
-		return nil, err
-	}
-	r := &Repository{be: be, cfg: *cfg, codec: c, idx: NewIndex()}
+	r := &Repository{be: be, cfg: *cfg, codec: c, idx: NewIndex(), identities: identities}
 	r.packCache = newPackCache(r, 16)
 
 	for _, k := range keys {
@@ -171,7 +188,6 @@ func Open(ctx context.Context, be backend.Backend, keys ...*KeyFile) (*Repositor
 					ErrRecipientMismatch, k.Role, k.PinHost, k.PinRestore, be.Location(), cfg.HostRecipients, cfg.RestoreRecipients)
 			}
 		}
-		r.identities = append(r.identities, k.Identity)
 		if slices.Contains(cfg.RestoreRecipients, k.Recipient()) {
 			r.canRead = true
 		}
@@ -192,11 +208,22 @@ func Open(ctx context.Context, be backend.Backend, keys ...*KeyFile) (*Repositor
 		}
 		r.metaRecipients = append(r.metaRecipients, rc)
 	}
+	k := <-keyc
+	if k.err != nil {
+		return nil, k.err
+	}
+	r.sec = k.sec
+	r.canWrite = true
+	return r, nil
+}
 
-	// The repository secret.
+// findSecret reads the repository secret from the first key file that
+// one of identities opens.
+func findSecret(ctx context.Context, be backend.Backend, c *codec, identities []age.Identity) (secret, error) {
+	var sec secret
 	var found bool
 	var lastErr error
-	err = be.List(ctx, backend.KeyFile, func(fi backend.FileInfo) error {
+	err := be.List(ctx, backend.KeyFile, func(fi backend.FileInfo) error {
 		if found {
 			return nil
 		}
@@ -205,7 +232,7 @@ func Open(ctx context.Context, be backend.Backend, keys ...*KeyFile) (*Repositor
 			lastErr = err
 			return nil
 		}
-		plain, err := r.codec.open("key "+short(fi.Name), data, r.identities)
+		plain, err := c.open("key "+short(fi.Name), data, identities)
 		if err != nil {
 			lastErr = err
 			return nil
@@ -215,21 +242,19 @@ func Open(ctx context.Context, be backend.Backend, keys ...*KeyFile) (*Repositor
 			lastErr = &CorruptError{What: "key " + short(fi.Name), Err: errors.New("bad secret")}
 			return nil
 		}
-		r.sec = s
-		found = true
+		sec, found = s, true
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list keys: %w", err)
+		return sec, fmt.Errorf("list keys: %w", err)
 	}
 	if !found {
 		if lastErr == nil {
-			return nil, &CorruptError{What: "keys", Err: errors.New("the repository has no key file")}
+			return sec, &CorruptError{What: "keys", Err: errors.New("the repository has no key file")}
 		}
-		return nil, lastErr
+		return sec, lastErr
 	}
-	r.canWrite = true
-	return r, nil
+	return sec, nil
 }
 
 func short(s string) string {

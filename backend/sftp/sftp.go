@@ -82,6 +82,8 @@ func connect(ctx context.Context, cfg Config) (*Backend, error) {
 		return nil, fmt.Errorf("connect to %s: %w", cfg.Location(), err)
 	}
 	b.pool.put(s)
+	c.startReader()
+	b.pool.warm((*conn).startReader)
 	if !strings.HasPrefix(b.root, "/") {
 		// Resolve a home-relative path once so that every operation and
 		// every later connection agree on it.

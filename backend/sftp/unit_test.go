@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -316,5 +317,85 @@ func TestKeyFileMode(t *testing.T) {
 	_, err = loadAuth(Config{KeyFile: filepath.Join(dir, "missing")})
 	if !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("missing key: %v", err)
+	}
+}
+
+// TestPoolWarm: warm dials the idle slots in the background, and while
+// they dial, get shares the live connection instead of waiting for a
+// handshake; once they are up, operations spread over them.
+func TestPoolWarm(t *testing.T) {
+	release := make(chan struct{})
+	var dials atomic.Int32
+	p := newPool(3, func(ctx context.Context) (*conn, error) {
+		if dials.Add(1) > 1 {
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		return &conn{dead: make(chan struct{})}, nil
+	})
+	defer p.close()
+	ctx := context.Background()
+	s0, first, err := p.get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.put(s0)
+	readyc := make(chan *conn, 3)
+	p.warm(func(c *conn) { readyc <- c })
+	// Two operations at once while the other slots are still dialing:
+	// both run on the live connection.
+	type op struct {
+		s *slot
+		c *conn
+	}
+	got := make(chan op, 2)
+	go func() {
+		for i := 0; i < 2; i++ {
+			s, c, err := p.get(ctx) // blocks if it picks a slot being dialed
+			if err != nil {
+				c = nil
+			}
+			got <- op{s, c} // held until the test ends
+		}
+	}()
+	for i := 0; i < 2; i++ {
+		select {
+		case o := <-got:
+			defer p.put(o.s)
+			c := o.c
+			if c != first {
+				t.Fatalf("operation %d got %p, want the live connection", i, c)
+			}
+		case <-time.After(5 * time.Second):
+			close(release)
+			t.Fatalf("operation %d waited for a handshake instead of sharing the live connection", i)
+		}
+	}
+	close(release)
+	warmed := map[*conn]bool{}
+	for len(warmed) < 2 {
+		select {
+		case c := <-readyc:
+			if c == first {
+				t.Fatal("warm reported the connection that was already up")
+			}
+			warmed[c] = true
+		case <-time.After(10 * time.Second):
+			t.Fatalf("warm made %d of 2 connections", len(warmed))
+		}
+	}
+	if n := dials.Load(); n != 3 {
+		t.Fatalf("%d dials, want 3 (one per slot)", n)
+	}
+	s, c, err := p.get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.put(s)
+	if !warmed[c] {
+		t.Fatal("with two operations on the first connection, the next one did not go to a warmed one")
 	}
 }

@@ -88,11 +88,7 @@ func dbCommand() *cli.Command {
 				if cfg.DBName == "" {
 					return usageError("--into must name the target database, e.g. 'tcp(127.0.0.1:3306)/prestashop_copy'")
 				}
-				return withRepo(c, readKey, noLock, func(r *repo.Repository) error {
-					sn, err := r.FindSnapshot(ctx, snapshotRef(c))
-					if err != nil {
-						return err
-					}
+				return withSnapshot(c, readKey, snapshotRef(c), func(r *repo.Repository, sn *repo.Snapshot) error {
 					m, err := recovery.LoadManifest(ctx, r, sn)
 					if err != nil {
 						return err

@@ -197,11 +197,7 @@ func restoreTo(c *cli.Context) error {
 		probeURL = t.ProbeURL
 	}
 	ctx := c.Context
-	return withRepo(c, readKey, noLock, func(r *repo.Repository) error {
-		sn, err := r.FindSnapshot(ctx, snapshotRef(c))
-		if err != nil {
-			return err
-		}
+	return withSnapshot(c, readKey, snapshotRef(c), func(r *repo.Repository, sn *repo.Snapshot) error {
 		var bar *progressBar
 		if !c.Bool("json") {
 			bar = newProgressBar(c.App.ErrWriter, "restore", sn.Stats.Bytes)
@@ -234,11 +230,7 @@ func restoreFull(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	return withRepo(c, readKey, noLock, func(r *repo.Repository) error {
-		sn, err := r.FindSnapshot(ctx, snapshotRef(c))
-		if err != nil {
-			return err
-		}
+	return withSnapshot(c, readKey, snapshotRef(c), func(r *repo.Repository, sn *repo.Snapshot) error {
 		if sn.DB != nil && dbCfg == nil {
 			return usageError("snapshot %s holds databases (%s): pass --db-into ADDR (and --db-credentials FILE) or configure [[databases]]",
 				sn.ID.Short(), strings.Join(sn.DB.Databases, ", "))

@@ -45,11 +45,7 @@ func restoreCommand() *cli.Command {
 				return usageError("no target: pass --target DIR, --to staging (a target of the config) or --to full")
 			}
 			start := time.Now()
-			return withRepo(c, readKey, noLock, func(r *repo.Repository) error {
-				sn, err := r.FindSnapshot(ctx, snapshotRef(c))
-				if err != nil {
-					return err
-				}
+			return withSnapshot(c, readKey, snapshotRef(c), func(r *repo.Repository, sn *repo.Snapshot) error {
 				var bar *progressBar
 				if !c.Bool("json") {
 					bar = newProgressBar(c.App.ErrWriter, "restore", sn.Stats.Bytes)

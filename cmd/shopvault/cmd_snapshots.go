@@ -81,11 +81,7 @@ func lsCommand() *cli.Command {
 		),
 		Action: func(c *cli.Context) error {
 			ctx := c.Context
-			return withRepo(c, readKey, noLock, func(r *repo.Repository) error {
-				sn, err := r.FindSnapshot(ctx, snapshotRef(c))
-				if err != nil {
-					return err
-				}
+			return withSnapshot(c, readKey, snapshotRef(c), func(r *repo.Repository, sn *repo.Snapshot) error {
 				p := "/"
 				if c.NArg() > 1 {
 					p = path.Clean("/" + c.Args().Get(1))

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/shopvault/shopvault/backend"
 	"github.com/shopvault/shopvault/backend/local"
@@ -146,9 +147,22 @@ const (
 	readKey
 )
 
-// openRepo opens the repository with the keys given. need=readKey
-// requires the restore key.
+// openRepo opens the repository with the keys given and loads its index.
+// need=readKey requires the restore key.
 func openRepo(ctx context.Context, c *cli.Context, need keyNeed) (*repo.Repository, error) {
+	r, err := openUnindexed(ctx, c, need)
+	if err != nil {
+		return nil, err
+	}
+	if err := loadIndex(ctx, c, r); err != nil {
+		r.Backend().Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// openUnindexed is openRepo without loading the index.
+func openUnindexed(ctx context.Context, c *cli.Context, need keyNeed) (*repo.Repository, error) {
 	if _, err := optionalConfig(c); err != nil {
 		return nil, err
 	}
@@ -192,15 +206,20 @@ func openRepo(ctx context.Context, c *cli.Context, need keyNeed) (*repo.Reposito
 		be.Close()
 		return nil, repo.ErrNeedRestoreKey
 	}
+	return r, nil
+}
+
+// loadIndex loads the index; a damaged index file is a warning (check
+// and repair name it), anything else an error.
+func loadIndex(ctx context.Context, c *cli.Context, r *repo.Repository) error {
 	if err := r.LoadIndex(ctx); err != nil {
 		var ce *repo.CorruptError
 		if !errors.As(err, &ce) {
-			be.Close()
-			return nil, err
+			return err
 		}
 		warnf(c, "warning: %v", err)
 	}
-	return r, nil
+	return nil
 }
 
 func warnf(c *cli.Context, format string, args ...any) {
@@ -229,6 +248,29 @@ const (
 	sharedLock
 	exclusiveLock
 )
+
+// withSnapshot opens the repository without a lock, finds the snapshot
+// ref while the index loads (each is a listing and a batch of loads: round
+// trips on SFTP), runs fn and closes the repository.
+func withSnapshot(c *cli.Context, need keyNeed, ref string, fn func(r *repo.Repository, sn *repo.Snapshot) error) error {
+	ctx := c.Context
+	r, err := openUnindexed(ctx, c, need)
+	if err != nil {
+		return err
+	}
+	defer r.Backend().Close()
+	var sn *repo.Snapshot
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return loadIndex(gctx, c, r) })
+	g.Go(func() (err error) {
+		sn, err = r.FindSnapshot(gctx, ref)
+		return err
+	})
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	return fn(r, sn)
+}
 
 // withRepo opens the repository, takes the lock, runs fn, and releases
 // both whatever fn returns.
