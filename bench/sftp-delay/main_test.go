@@ -96,3 +96,45 @@ func TestRunRefusesBadFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestRelayDelays: every exchange through the relay takes at least the two
+// one-way delays, also for bytes that queue behind others in one batch.
+func TestRelayDelays(t *testing.T) {
+	target := echoServer(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const delay = 25 * time.Millisecond
+	go func() { _ = (&proxy{target: target, delay: delay, buffer: 1 << 20}).serve(ctx, l) }()
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 1)
+	for i := 0; i < 5; i++ {
+		start := time.Now()
+		// two writes in a row: the second may ride in the first one's batch
+		if _, err := c.Write([]byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(i) * time.Millisecond)
+		if _, err := c.Write([]byte{byte(i + 100)}); err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []byte{byte(i), byte(i + 100)} {
+			if _, err := io.ReadFull(c, buf); err != nil {
+				t.Fatal(err)
+			}
+			if buf[0] != want {
+				t.Fatalf("exchange %d: got byte %d, want %d", i, buf[0], want)
+			}
+		}
+		if rtt := time.Since(start); rtt < 2*delay+time.Duration(i)*time.Millisecond {
+			t.Fatalf("exchange %d came back after %s, want at least %s", i, rtt, 2*delay+time.Duration(i)*time.Millisecond)
+		}
+	}
+}
