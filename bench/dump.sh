@@ -8,7 +8,7 @@
 #          shopvault backup --db (no paths) --db-threads 1, then --db-threads 2 (each into a fresh,
 #          already initialised repository: the init is not timed)
 #          mydumper -t 2 (plain files)
-#   load:  shopvault db load --threads 2;  mariadb NEW < dump.sql;  myloader -t 2
+#   load:  shopvault db load (its default: 4 tables at a time);  mariadb NEW < dump.sql;  myloader -t 2
 #   dedup: db.sh mutate bench 1, then a shopvault backup (--db-threads 2) into the repo of the
 #          2-thread dump vs `mariadb-dump ... | restic backup --stdin` on day 0 and day 1:
 #          repository growth (du -sb) for the day.
@@ -71,7 +71,7 @@ zstd -d -q "$W/dump.sql.zst" -o "$W/dump.sql"
 DSIZE=$(stat -c %s "$W/dump.sql")
 newdb() { sql -e "DROP DATABASE IF EXISTS $1; CREATE DATABASE $1 CHARACTER SET utf8mb4"; }
 newdb load_sv
-run sv_load "'$SVB' db load --repo '$W/sv-t2' --restore-key '$RK.2' latest --db prestashop --into 'unix($SOCK)/load_sv' --db-credentials '$CNF' --threads 2 --json"
+run sv_load "'$SVB' db load --repo '$W/sv-t2' --restore-key '$RK.2' latest --db prestashop --into 'unix($SOCK)/load_sv' --db-credentials '$CNF' --json"
 sql -e "DROP DATABASE load_sv"
 newdb load_mariadb
 run mariadb_load "mariadb --defaults-file='$CNF' load_mariadb < '$W/dump.sql'"
@@ -105,8 +105,8 @@ line() { # op sv peer target(max ratio) unit peer-name [sv-step peer-step]
   echo "|---|---|---|---|---|---|"
   line "dump, 1 thread, wall" "${T[sv_dump_t1]}" "${T[mariadb_dump_zstd]}" 0.7 s "mariadb-dump \\| zstd -3" sv_dump_t1 mariadb_dump_zstd
   line "dump, 2 threads, wall" "${T[sv_dump_t2]}" "${T[mydumper_t2]}" 1 s "mydumper -t 2" sv_dump_t2 mydumper_t2
-  line "load, 2 threads, wall" "${T[sv_load]}" "${T[mariadb_load]}" 0.35 s "mariadb < dump.sql" sv_load mariadb_load
-  line "load, 2 threads, wall" "${T[sv_load]}" "${T[myloader_t2]}" 1 s "myloader -t 2" sv_load myloader_t2
+  line "load (default 4 tables at a time), wall" "${T[sv_load]}" "${T[mariadb_load]}" 0.35 s "mariadb < dump.sql" sv_load mariadb_load
+  line "load (default 4 tables at a time), wall" "${T[sv_load]}" "${T[myloader_t2]}" 1 s "myloader -t 2" sv_load myloader_t2
   line "repository growth after one mutate day" "$(mib "$SG")" "$(mib "$RG")" 0.5 MiB "restic --stdin"
   echo "| peak RSS: dump t1 / t2 / load / day-1 backup | ${M[sv_dump_t1]} / ${M[sv_dump_t2]} / ${M[sv_load]} / ${M[sv_day1]} MiB | mariadb-dump\\|zstd ${M[mariadb_dump_zstd]}, mydumper ${M[mydumper_t2]}, myloader ${M[myloader_t2]}, restic day 1 ${M[restic_day1]} MiB | | (info) | |"
   VER=$(grep -o '"verify":[0-9]*' "$OUT/sv_load.out" | head -1 | cut -d: -f2)

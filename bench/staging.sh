@@ -100,7 +100,7 @@ db-credentials-file = "$CNF"
 db-name = "$db"
 domain = "staging.example.org"
 TOML
-  measure "shopvault_staging_${net}_$1" "$SVB" --config "$cfg" restore latest --to staging --json --db-threads 2
+  measure "shopvault_staging_${net}_$1" "$SVB" --config "$cfg" restore latest --to staging --json
   T[sv_${net}_$1]=$WALL
 }
 peer_round() { # peer_round N NET

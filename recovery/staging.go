@@ -290,7 +290,7 @@ func RestoreStaging(ctx context.Context, r *repo.Repository, sn *repo.Snapshot, 
 
 func threads(n int) int {
 	if n <= 0 {
-		return 2
+		return dump.DefaultLoadThreads
 	}
 	return n
 }

@@ -76,7 +76,7 @@ func dbCommand() *cli.Command {
 				&cli.BoolFlag{Name: "db-plesk", Usage: "use Plesk's MariaDB admin credentials"},
 				&cli.BoolFlag{Name: "drop-existing", Usage: "drop the target database's tables first (otherwise a non-empty target is refused)"},
 				&cli.BoolFlag{Name: "grants", Usage: "also create the dumped users and grants (full restore on a new server)"},
-				&cli.IntFlag{Name: "threads", Usage: "tables loaded in parallel", Value: 2},
+				&cli.IntFlag{Name: "threads", Usage: "tables loaded in parallel", Value: dump.DefaultLoadThreads},
 				&cli.BoolFlag{Name: "json", Usage: "print the load report as JSON"},
 			),
 			Action: func(c *cli.Context) error {

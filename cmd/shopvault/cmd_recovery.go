@@ -34,7 +34,7 @@ func recoveryRestoreFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "drop-existing", Usage: "staging: replace the tables of a target database that is not empty"},
 		&cli.StringFlag{Name: "source", Usage: "staging: the shop's directory in the snapshot (default: found by its app/config/parameters.php)"},
 		&cli.StringFlag{Name: "probe-url", Usage: "staging: fetch this URL at the end; it must answer 200 with the shop's name"},
-		&cli.IntFlag{Name: "db-threads", Usage: "tables loaded in parallel", Value: 2},
+		&cli.IntFlag{Name: "db-threads", Usage: "tables loaded in parallel", Value: dump.DefaultLoadThreads},
 	}
 }
 
@@ -471,7 +471,7 @@ func drillCommand() *cli.Command {
 			&cli.StringFlag{Name: "source", Usage: "the shop's directory in the snapshot (default: found by its app/config/parameters.php)"},
 			&cli.BoolFlag{Name: "no-owner", Usage: "do not restore file owners"},
 			&cli.IntFlag{Name: "workers", Usage: "packs read in parallel", Value: 4},
-			&cli.IntFlag{Name: "db-threads", Usage: "tables loaded in parallel", Value: 2},
+			&cli.IntFlag{Name: "db-threads", Usage: "tables loaded in parallel", Value: dump.DefaultLoadThreads},
 		),
 		Action: func(c *cli.Context) error {
 			tuneGCForRestore(c)
