@@ -473,7 +473,7 @@ func (b *Backend) List(ctx context.Context, t backend.FileType, fn func(backend.
 		return nil
 	})
 	var workers sync.WaitGroup
-	for i := 0; i < b.cfg.Connections; i++ {
+	for i := 0; i < b.cfg.Connections*shardListsPerConn; i++ {
 		workers.Add(1)
 		g.Go(func() error {
 			defer workers.Done()
@@ -510,6 +510,14 @@ func (b *Backend) List(ctx context.Context, t backend.FileType, fn func(backend.
 	}
 	return gerr
 }
+
+// shardListsPerConn is how many pack shard directories List reads at once
+// per connection. Reading one is 4-5 sequential round trips (OPENDIR,
+// READDIR until EOF at ~100 names each, CLOSE); SFTP multiplexes them, so
+// many in flight hide the latency: 30k packs in 256 shards over 4
+// connections at 20 ms RTT took 7.4 s with one per connection, 1.2 s with
+// 8 and 0.8 s with 16 (kept at 8: a Storage Box is shared; loopback 0.23 s).
+const shardListsPerConn = 8
 
 func emit(ctx context.Context, entries []os.FileInfo, fn func(backend.FileInfo) error) error {
 	for _, e := range entries {
