@@ -35,23 +35,29 @@ func echoServer(t *testing.T) string {
 	return l.Addr().String()
 }
 
-func TestRelayCopiesBothWaysInOrder(t *testing.T) {
+// startRelay serves a relay with delay in front of an echo server; serve's
+// result arrives on the channel once cancel is called.
+func startRelay(t *testing.T, delay time.Duration) (addr string, cancel context.CancelFunc, served <-chan error) {
+	t.Helper()
 	target := echoServer(t)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() {
-		served <- (&proxy{target: target, delay: time.Millisecond, buffer: 1 << 20}).serve(ctx, l)
-	}()
+	done := make(chan error, 1)
+	go func() { done <- (&proxy{target: target, delay: delay, buffer: 1 << 20}).serve(ctx, l) }()
+	return l.Addr().String(), cancel, done
+}
+
+func TestRelayCopiesBothWaysInOrder(t *testing.T) {
+	addr, cancel, served := startRelay(t, time.Millisecond)
 
 	want := make([]byte, 3<<20+17) // more than the buffer: back-pressure must not lose bytes
 	if _, err := rand.Read(want); err != nil {
 		t.Fatal(err)
 	}
-	c, err := net.Dial("tcp", l.Addr().String())
+	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,16 +106,10 @@ func TestRunRefusesBadFlags(t *testing.T) {
 // TestRelayDelays: every exchange through the relay takes at least the two
 // one-way delays, also for bytes that queue behind others in one batch.
 func TestRelayDelays(t *testing.T) {
-	target := echoServer(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	const delay = 25 * time.Millisecond
-	go func() { _ = (&proxy{target: target, delay: delay, buffer: 1 << 20}).serve(ctx, l) }()
-	c, err := net.Dial("tcp", l.Addr().String())
+	addr, cancel, _ := startRelay(t, delay)
+	defer cancel()
+	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
