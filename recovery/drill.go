@@ -142,7 +142,7 @@ func Drill(ctx context.Context, r *repo.Repository, sn *repo.Snapshot, o DrillOp
 			if i == 0 {
 				sc.Database = name
 			}
-			dr, err := loadDatabase(ctx, rep, r, sn, m, d.Name, withDB(o.DB, name), dump.LoadOptions{Threads: threads(o.Threads), Progress: o.LoadProgress, Now: now})
+			dr, err := loadDatabase(ctx, rep, r, sn, m, d.Name, withDB(o.DB, name), dump.LoadOptions{Threads: o.Threads, Progress: o.LoadProgress, Now: now})
 			if err != nil {
 				loadErr = errors.Join(loadErr, err)
 				if ctx.Err() != nil {

@@ -94,7 +94,7 @@ func RestoreFull(ctx context.Context, r *repo.Repository, sn *repo.Snapshot, o F
 	if m != nil {
 		for _, d := range m.Databases {
 			_, err := loadDatabase(ctx, rep, r, sn, m, d.Name, withDB(o.DB, d.Name),
-				dump.LoadOptions{Threads: threads(o.Threads), DropExisting: o.Overwrite, Grants: true, Progress: o.LoadProgress, Now: now})
+				dump.LoadOptions{Threads: o.Threads, DropExisting: o.Overwrite, Grants: true, Progress: o.LoadProgress, Now: now})
 			if err != nil {
 				return rep, err
 			}

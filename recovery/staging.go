@@ -45,7 +45,7 @@ type StagingOptions struct {
 	IgnoreErrors bool
 	Owner        bool // restore file owners (root only)
 	Workers      int  // packs read in parallel (default 4)
-	Threads      int  // tables loaded in parallel (default 2)
+	Threads      int  // tables loaded in parallel (0: dump.DefaultLoadThreads)
 	// ProbeURL, when set, is fetched at the end: it must answer 200 with
 	// the shop's name (PS_SHOP_NAME) in the page.
 	ProbeURL   string
@@ -221,7 +221,7 @@ func RestoreStaging(ctx context.Context, r *repo.Repository, sn *repo.Snapshot, 
 			return rep, err
 		}
 		dbCfg = o.DB
-		dr, err = loadDatabase(ctx, rep, r, sn, m, from, dbCfg, dump.LoadOptions{Threads: threads(o.Threads), DropExisting: o.DropExisting, Progress: o.LoadProgress, Now: now})
+		dr, err = loadDatabase(ctx, rep, r, sn, m, from, dbCfg, dump.LoadOptions{Threads: o.Threads, DropExisting: o.DropExisting, Progress: o.LoadProgress, Now: now})
 		if err != nil {
 			return rep, err
 		}
@@ -286,13 +286,6 @@ func RestoreStaging(ctx context.Context, r *repo.Repository, sn *repo.Snapshot, 
 		}
 	}
 	return rep, rep.result()
-}
-
-func threads(n int) int {
-	if n <= 0 {
-		return dump.DefaultLoadThreads
-	}
-	return n
 }
 
 // rootMeta gives the target root the mode, owner and mtime of the
@@ -377,7 +370,7 @@ func startEarlyLoad(ctx context.Context, r *repo.Repository, sn *repo.Snapshot, 
 			return
 		}
 		e.dr, e.err = loadDatabase(ctx, e.rep, r, sn, e.m, from, o.DB,
-			dump.LoadOptions{Threads: threads(o.Threads), DropExisting: o.DropExisting, Progress: o.LoadProgress, Now: now})
+			dump.LoadOptions{Threads: o.Threads, DropExisting: o.DropExisting, Progress: o.LoadProgress, Now: now})
 	}()
 	return e
 }
