@@ -244,6 +244,8 @@ func (s *rawSession) send(req *rawReq, typ byte, body func([]byte) []byte) error
 	s.wbuf = b
 	s.wmu.Unlock()
 	if err != nil {
+		// A channel the server closed answers writes with io.EOF.
+		err = sessionEnded(err)
 		s.fail(err)
 		return err
 	}
@@ -253,8 +255,12 @@ func (s *rawSession) send(req *rawReq, typ byte, body func([]byte) []byte) error
 // receive dispatches responses until the channel ends, then fails every
 // request still waiting.
 func (s *rawSession) receive(br *bufio.Reader) {
-	// abort completes req with err and ends the session.
+	// abort completes req with err and ends the session. The stream can
+	// only end between packets: an io.EOF from a read inside one (the
+	// server died right after a header) is a cut-off response, and must
+	// never reach a range reader as the end of its file.
 	abort := func(req *rawReq, err error) {
+		err = sessionEnded(err)
 		req.err = err
 		req.done <- struct{}{}
 		s.fail(err)
@@ -329,9 +335,7 @@ func (s *rawSession) receive(br *bufio.Reader) {
 // fail ends the session with err (the first one sticks) and completes every
 // waiting request with it.
 func (s *rawSession) fail(err error) {
-	if errors.Is(err, io.EOF) {
-		err = fmt.Errorf("sftp read session closed: %w", io.ErrUnexpectedEOF)
-	}
+	err = sessionEnded(err)
 	s.mu.Lock()
 	if s.err == nil {
 		s.err = err
@@ -344,7 +348,18 @@ func (s *rawSession) fail(err error) {
 		r.err = err
 		r.done <- struct{}{}
 	}
-	_ = s.sess.Close()
+	if s.sess != nil {
+		_ = s.sess.Close()
+	}
+}
+
+// sessionEnded turns the end of the response stream into an error that no
+// reader takes for the end of a file.
+func sessionEnded(err error) error {
+	if errors.Is(err, io.EOF) {
+		return fmt.Errorf("sftp read session closed: %w", io.ErrUnexpectedEOF)
+	}
+	return err
 }
 
 // alive reports whether the session still runs.
@@ -569,7 +584,7 @@ func (r *rawRange) Read(p []byte) (int, error) {
 		req := sl.req
 		switch {
 		case req.err != nil:
-			r.err = req.err
+			r.err = sessionEnded(req.err)
 		case req.typ == fxpData && req.n > 0:
 			// The bandwidth limit is charged for what arrived (a read
 			// past the end of a file costs nothing); the window of reads
