@@ -422,3 +422,28 @@ func TestPleskCredentials(t *testing.T) {
 		t.Errorf("missing file: %v", err)
 	}
 }
+
+func TestPauseStatsRecalc(t *testing.T) {
+	plain := "CREATE TABLE `t` (\n  `id` int(11) NOT NULL,\n  PRIMARY KEY (`id`)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci"
+	got, ok := pauseStatsRecalc(plain)
+	want := "CREATE TABLE `t` (\n  `id` int(11) NOT NULL,\n  PRIMARY KEY (`id`)\n) STATS_AUTO_RECALC=0 ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci"
+	if !ok || got != want {
+		t.Errorf("plain InnoDB table: ok %v\n%s\nwant\n%s", ok, got, want)
+	}
+	part := "CREATE TABLE `p` (\n  `id` int(11) NOT NULL\n) ENGINE=InnoDB DEFAULT CHARSET=latin1\n PARTITION BY HASH (`id`)\nPARTITIONS 4"
+	if got, ok := pauseStatsRecalc(part); !ok || !strings.HasPrefix(got, "CREATE TABLE `p` (\n  `id` int(11) NOT NULL\n) STATS_AUTO_RECALC=0 ENGINE=InnoDB") || !strings.HasSuffix(got, "\nPARTITIONS 4") {
+		t.Errorf("partitioned table: ok %v\n%s", ok, got)
+	}
+	for name, create := range map[string]string{
+		"own STATS_AUTO_RECALC": "CREATE TABLE `t` (\n  `id` int(11)\n) ENGINE=InnoDB STATS_AUTO_RECALC=1",
+		"own STATS_PERSISTENT":  "CREATE TABLE `t` (\n  `id` int(11)\n) ENGINE=InnoDB STATS_PERSISTENT=0",
+		"Aria":                  "CREATE TABLE `t` (\n  `id` int(11)\n) ENGINE=Aria PAGE_CHECKSUM=1",
+		"InnoDB lookalike":      "CREATE TABLE `t` (\n  `id` int(11)\n) ENGINE=InnoDBx",
+		"unknown shape":         "CREATE TABLE t (id int) ENGINE=InnoDB",
+		"two option lines":      "CREATE TABLE `t` (\n  `c` text DEFAULT '\n) ENGINE=InnoDB'\n) ENGINE=InnoDB",
+	} {
+		if got, ok := pauseStatsRecalc(create); ok || got != create {
+			t.Errorf("%s: changed to\n%s", name, got)
+		}
+	}
+}

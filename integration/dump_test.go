@@ -176,6 +176,7 @@ func TestDumpPrestaShopRoundTrip(t *testing.T) {
 	}
 	orig := dumpWithMariadbDump(t, s, "ps")
 	dumpSame(t, "Load", orig, dumpWithMariadbDump(t, s, "ps_copy"))
+	checkLoadedStats(t, s, md, "ps_copy")
 
 	// The stock client loads the same streams to the same result.
 	dumpLoadWithClient(t, s, "ps_client", store.script(t, m, "ps"))
@@ -224,3 +225,48 @@ func TestDumpPrestaShopRoundTrip(t *testing.T) {
 }
 
 func dumpFixedNow() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) }
+
+// checkLoadedStats checks that Load left every table of md in database db with its own
+// options (no STATS_AUTO_RECALC of the load's) and with persistent statistics taken from
+// all its rows (the PrestaShop seed's tables fit in one page, so the counts are exact).
+func checkLoadedStats(t *testing.T, s *mariadbtest.Server, md *dump.Database, db string) {
+	t.Helper()
+	conn := s.DB(t, "")
+	rows, err := conn.Query("SELECT table_name, create_options FROM information_schema.TABLES WHERE table_schema = ? AND create_options LIKE '%stats%'", db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var name, opts string
+		if err := rows.Scan(&name, &opts); err != nil {
+			t.Fatal(err)
+		}
+		t.Errorf("table %s kept the load's options: %s", name, opts)
+	}
+	rows.Close()
+	stats := map[string]int64{}
+	rows, err = conn.Query("SELECT table_name, n_rows FROM mysql.innodb_table_stats WHERE database_name = ?", db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var name string
+		var n int64
+		if err := rows.Scan(&name, &n); err != nil {
+			t.Fatal(err)
+		}
+		stats[name] = n
+	}
+	rows.Close()
+	if len(stats) == 0 {
+		t.Fatalf("no persistent statistics for database %s", db)
+	}
+	stale := 0
+	for _, tb := range md.Tables {
+		if n, ok := stats[tb.Name]; ok && n != tb.Rows {
+			if stale++; stale <= 5 {
+				t.Errorf("statistics of %s say %d rows, the table has %d", tb.Name, n, tb.Rows)
+			}
+		}
+	}
+}
