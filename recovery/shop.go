@@ -35,6 +35,7 @@ func FindShop(ctx context.Context, r *repo.Repository, sn *repo.Snapshot) (strin
 	_, _ = r.PrefetchTrees(ctx, sn, repo.DefaultTreeBudget)
 	type item struct {
 		p     string
+		id    repo.ID // of t
 		t     *repo.Tree
 		depth int
 	}
@@ -45,29 +46,13 @@ func FindShop(ctx context.Context, r *repo.Repository, sn *repo.Snapshot) (strin
 			return "", fmt.Errorf("look for the shop in %s: %w", p, err)
 		}
 		if n != nil && n.Type == repo.NodeDir && t != nil {
-			queue = append(queue, item{p, t, 0})
+			queue = append(queue, item{p, *n.Subtree, t, 0})
 		}
 	}
-	// isFile reports whether rel (slash separated) below t is a file.
-	isFile := func(t *repo.Tree, rel string) bool {
-		parts := strings.Split(rel, "/")
-		for i, part := range parts {
-			n := t.Find(part)
-			if n == nil {
-				return false
-			}
-			if i == len(parts)-1 {
-				return n.Type == repo.NodeFile
-			}
-			if n.Type != repo.NodeDir || n.Subtree == nil {
-				return false
-			}
-			var err error
-			if t, err = r.LoadTree(ctx, *n.Subtree); err != nil {
-				return false
-			}
-		}
-		return false
+	// isFile reports whether rel (slash separated) below it is a file.
+	isFile := func(it item, rel string) bool {
+		n, _, err := r.FindNode(ctx, it.id, rel)
+		return err == nil && n.Type == repo.NodeFile
 	}
 	var found []string
 	visited := 0
@@ -79,8 +64,8 @@ func FindShop(ctx context.Context, r *repo.Repository, sn *repo.Snapshot) (strin
 		for _, c := range it.t.Nodes {
 			names[c.Name] = c.Type
 		}
-		if names["app"] == repo.NodeDir && isFile(it.t, prestashop.ParametersFile) ||
-			names["config"] == repo.NodeDir && names["classes"] == repo.NodeDir && isFile(it.t, prestashop.SettingsFile) {
+		if names["app"] == repo.NodeDir && isFile(it, prestashop.ParametersFile) ||
+			names["config"] == repo.NodeDir && names["classes"] == repo.NodeDir && isFile(it, prestashop.SettingsFile) {
 			found = append(found, it.p)
 			continue
 		}
@@ -95,7 +80,7 @@ func FindShop(ctx context.Context, r *repo.Repository, sn *repo.Snapshot) (strin
 			if err != nil {
 				return "", fmt.Errorf("look for the shop in %s: %w", path.Join(it.p, c.Name), err)
 			}
-			queue = append(queue, item{path.Join(it.p, c.Name), ct, it.depth + 1})
+			queue = append(queue, item{path.Join(it.p, c.Name), *c.Subtree, ct, it.depth + 1})
 		}
 	}
 	switch len(found) {

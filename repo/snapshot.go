@@ -7,8 +7,9 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/shopvault/shopvault/backend"
 )
@@ -99,24 +100,21 @@ func (r *Repository) Snapshots(ctx context.Context) ([]*Snapshot, error) {
 	// repository, and a year of nightly snapshots kept by forget is dozens.
 	sns := make([]*Snapshot, len(infos))
 	errs := make([]error, len(infos))
-	sem := make(chan struct{}, 8)
-	var wg sync.WaitGroup
+	var g errgroup.Group // errors are collected, not cancelling the others
+	g.SetLimit(8)
 	for i, fi := range infos {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
+		g.Go(func() error {
 			sn, err := r.LoadSnapshot(ctx, fi.Name)
 			if err != nil {
 				errs[i] = err
-				return
+				return nil
 			}
 			sn.StoredTime = fi.ModTime
 			sns[i] = sn
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	_ = g.Wait()
 	var out []*Snapshot
 	for _, sn := range sns {
 		if sn != nil {

@@ -322,15 +322,10 @@ func throughputCheck(ctx context.Context, b *Backend) Check {
 	var n int64
 	if rs := c.rawReader(); rs != nil {
 		// the way restores read
-		var handle string
-		var size int64
-		if handle, size, err = rs.open(h, true); err == nil {
-			rr := rs.newRange(ctx, h, handle, 0, size, b.down)
-			n, err = io.Copy(io.Discard, rr)
-			if serr := rr.stop(); err == nil {
-				err = serr
-			}
-		}
+		err = b.loadRaw(ctx, c, rs, "read "+h, h, 0, 0, func(r io.Reader) (err error) {
+			n, err = io.Copy(io.Discard, r)
+			return err
+		})
 	} else {
 		var rf *pkgsftp.File
 		if rf, err = c.sftp.Open(h); err == nil {

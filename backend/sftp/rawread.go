@@ -584,7 +584,7 @@ func (r *rawRange) Read(p []byte) (int, error) {
 		req := sl.req
 		switch {
 		case req.err != nil:
-			r.err = sessionEnded(req.err)
+			r.err = req.err
 		case req.typ == fxpData && req.n > 0:
 			// The bandwidth limit is charged for what arrived (a read
 			// past the end of a file costs nothing); the window of reads
