@@ -300,6 +300,17 @@ func TestStatementReader(t *testing.T) {
 	if _, err := NewStatementReader(strings.NewReader("SELECT 'unterminated")).Next(); err == nil {
 		t.Errorf("unterminated string: no error")
 	}
+	// Line numbers count the newlines inside quoted strings and identifiers, escaped or not.
+	lines := "SELECT 'a\nb\\\nc';\nSELECT \"x\ny\", `i\nj`;\nSELECT 'unterminated"
+	sr := NewStatementReader(strings.NewReader(lines))
+	for {
+		if _, err := sr.Next(); err != nil {
+			if err == io.EOF || !strings.Contains(err.Error(), "line 7:") {
+				t.Errorf("unterminated string on line 7: err = %v", err)
+			}
+			break
+		}
+	}
 }
 
 func FuzzStatementReader(f *testing.F) {

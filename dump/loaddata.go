@@ -254,8 +254,12 @@ func convertValue(buf, s []byte, i int, k kind) ([]byte, int, bool) {
 		}
 		i++
 		start := i
-		for i < len(s) {
-			switch b := s[i]; b {
+		for {
+			i += indexAny4(s[i:], '\'', '\\', '\t', '\n')
+			if i >= len(s) {
+				break
+			}
+			switch s[i] {
 			case '\'':
 				buf = append(buf, s[start:i]...)
 				i++
@@ -285,7 +289,7 @@ func convertValue(buf, s []byte, i int, k kind) ([]byte, int, bool) {
 				buf = append(buf, '\\', 'n')
 				i++
 				start = i
-			default:
+			default: // not reached: indexAny4 stops only at the four bytes above
 				i++
 			}
 		}

@@ -140,17 +140,20 @@ func (s *StatementReader) Next() ([]byte, error) {
 		}
 		switch s.state {
 		case stSingle, stDouble, stBacktick:
-			q := byte('\'')
-			if s.state == stDouble {
+			q, bs := byte('\''), byte('\\')
+			switch s.state {
+			case stDouble:
 				q = '"'
-			} else if s.state == stBacktick {
-				q = '`'
+			case stBacktick:
+				q, bs = '`', '`' // no escapes inside identifiers
 			}
-			j := s.i
-			for j < s.end && s.buf[j] != q && (s.buf[j] != '\\' || s.state == stBacktick) {
-				if s.buf[j] == '\n' {
-					s.line++
+			buf, j := s.buf[:s.end], s.i
+			for {
+				j += indexAny4(buf[j:], q, bs, '\n', q)
+				if j == len(buf) || buf[j] != '\n' {
+					break
 				}
+				s.line++
 				j++
 			}
 			s.i = j
@@ -198,8 +201,8 @@ func (s *StatementReader) Next() ([]byte, error) {
 			s.state = stNormal
 		default:
 			if s.hasContent {
-				j := s.i
-				for j < s.end && !s.special[s.buf[j]] {
+				buf, special, j := s.buf[:s.end], &s.special, s.i
+				for j < len(buf) && !special[buf[j]] {
 					j++
 				}
 				s.i = j
