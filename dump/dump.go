@@ -41,7 +41,6 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -1359,7 +1358,7 @@ func (tw *tableWriter) writeRows(ctx context.Context, w io.Writer, db string, t 
 		stmt = append(stmt, tuple...)
 		if len(stmt) >= minStmt {
 			l := uint64(len(tuple)) + 2
-			if l >= target || binary.BigEndian.Uint64(h[:8]) < l*(math.MaxUint64/target) {
+			if l >= target || h < l*(math.MaxUint64/target) {
 				return flush()
 			}
 		}

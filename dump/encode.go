@@ -4,8 +4,11 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"fmt"
 	"math/bits"
 	"strings"
+
+	"github.com/zeebo/xxh3"
 )
 
 // kind says how a column's text-protocol value becomes an SQL literal.
@@ -98,37 +101,75 @@ func quoteIdent(name string) string { return string(appendIdent(nil, name)) }
 // quoteString returns a quoted, escaped SQL string literal.
 func quoteString(s string) string { return string(appendValue(nil, []byte(s), kindString)) }
 
-// DigestAlgorithm names how Table.Digest is computed; stored in the manifest.
-//
-// "sha256-multiset-v1": each row is encoded as the SQL tuple that the dump writes for it,
-// e.g. `(1,'a\'b',NULL,0x00ff)` (generated columns excluded, session time_zone '+00:00',
-// names utf8mb4), hashed with SHA-256; the digest is the four 64-bit big-endian words of
-// all row hashes summed lane-wise modulo 2^64, in hex. The sum makes it independent of row
+// The digest algorithms (Manifest.DigestAlgorithm). Each encodes a row as the SQL tuple
+// that the dump writes for it, e.g. `(1,'a\'b',NULL,0x00ff)` (generated columns excluded,
+// session time_zone '+00:00', names utf8mb4), hashes it, and sums the row hashes lane-wise
+// modulo 2^64, written as big-endian words in hex. The sum makes a digest independent of row
 // order, so it can be recomputed without ORDER BY and for tables without any key.
-const DigestAlgorithm = "sha256-multiset-v1"
+//
+// "xxh3-multiset-v2": XXH3-128 of each tuple, two lanes (high, low), 32 hex digits. What a
+// digest has to catch is a row lost, added or changed between the dump and a load, which any
+// 128-bit hash detects but for a 2^-128 chance; it is no defence against someone who can
+// write the repository or answer for the target server, who could produce the matching rows
+// or digest whatever the hash (the repository's own encryption and blob hashes are that
+// defence). XXH3 hashes a typical row in 14 ns where SHA-256 takes 160 ns, on every row of
+// every dump and every verified load.
+//
+// "sha256-multiset-v1": SHA-256 of each tuple, four lanes, 64 hex digits (dumps before v2;
+// still verified).
+const (
+	DigestXXH3   = "xxh3-multiset-v2"
+	DigestSHA256 = "sha256-multiset-v1"
+)
 
-// digest accumulates a multiset digest of row tuples.
+// DigestAlgorithm is the algorithm of new dumps.
+const DigestAlgorithm = DigestXXH3
+
+// digest accumulates a multiset digest of row tuples. The zero value uses DigestAlgorithm.
 type digest struct {
+	sha   bool // DigestSHA256
 	lanes [4]uint64
 	rows  int64
 }
 
-// add adds one row tuple and returns its SHA-256 (used also for statement boundaries).
-func (d *digest) add(tuple []byte) [32]byte {
-	h := sha256.Sum256(tuple)
-	for i := range d.lanes {
-		d.lanes[i] += binary.BigEndian.Uint64(h[i*8:])
+// newDigest returns an empty digest of the named algorithm.
+func newDigest(algorithm string) (digest, error) {
+	switch algorithm {
+	case DigestXXH3:
+		return digest{}, nil
+	case DigestSHA256:
+		return digest{sha: true}, nil
 	}
+	return digest{}, fmt.Errorf("digest algorithm %q is not supported (this version knows %q and %q): load it with the shopvault version that made the dump", algorithm, DigestXXH3, DigestSHA256)
+}
+
+// add adds one row tuple and returns 64 bits of its hash (used also for statement
+// boundaries).
+func (d *digest) add(tuple []byte) uint64 {
 	d.rows++
-	return h
+	if d.sha {
+		h := sha256.Sum256(tuple)
+		for i := range d.lanes {
+			d.lanes[i] += binary.BigEndian.Uint64(h[i*8:])
+		}
+		return binary.BigEndian.Uint64(h[:8])
+	}
+	h := xxh3.Hash128(tuple)
+	d.lanes[0] += h.Hi
+	d.lanes[1] += h.Lo
+	return h.Hi
 }
 
 func (d *digest) String() string {
-	var b [32]byte
-	for i, l := range d.lanes {
-		binary.BigEndian.PutUint64(b[i*8:], l)
+	n := 2
+	if d.sha {
+		n = 4
 	}
-	return hex.EncodeToString(b[:])
+	var b [32]byte
+	for i := range n {
+		binary.BigEndian.PutUint64(b[i*8:], d.lanes[i])
+	}
+	return hex.EncodeToString(b[:n*8])
 }
 
 // indexAny4 returns the index of the first byte of s that is a, b, c or d, or len(s). It

@@ -146,8 +146,8 @@ func Load(ctx context.Context, cfg *mysql.Config, m *Manifest, from string, src 
 	if m == nil {
 		return nil, errors.New("load: nil manifest")
 	}
-	if m.DigestAlgorithm != DigestAlgorithm {
-		return nil, fmt.Errorf("load: manifest digest algorithm %q is not supported (want %q)", m.DigestAlgorithm, DigestAlgorithm)
+	if _, err := newDigest(m.DigestAlgorithm); err != nil {
+		return nil, fmt.Errorf("load: manifest: %w", err)
 	}
 	md := m.Database(from)
 	if md == nil {
@@ -261,7 +261,7 @@ func Load(ctx context.Context, cfg *mysql.Config, m *Manifest, from string, src 
 				}
 				vstart := opts.Now()
 				var c TableCheck
-				c, err = verifyTable(vctx, pool, md.Tables[i], into)
+				c, err = verifyTable(vctx, pool, m.DigestAlgorithm, md.Tables[i], into)
 				vmu.Lock()
 				checks[i] = c
 				rep.Verify += opts.Now().Sub(vstart)
@@ -610,6 +610,9 @@ func rewriteGrantDB(stmt, from, into string) string {
 // the manifest in database `into` reachable through db, and compares them. It returns one
 // check per table and a *VerifyError naming each table that differs.
 func VerifyDatabase(ctx context.Context, db *sql.DB, m *Manifest, from, into string) ([]TableCheck, error) {
+	if _, err := newDigest(m.DigestAlgorithm); err != nil {
+		return nil, fmt.Errorf("verify: manifest: %w", err)
+	}
 	md := m.Database(from)
 	if md == nil {
 		return nil, fmt.Errorf("verify: database %q is not in the dump", from)
@@ -620,7 +623,7 @@ func VerifyDatabase(ctx context.Context, db *sql.DB, m *Manifest, from, into str
 	for i, t := range md.Tables {
 		g.Go(func() error {
 			var err error
-			checks[i], err = verifyTable(gctx, db, t, into)
+			checks[i], err = verifyTable(gctx, db, m.DigestAlgorithm, t, into)
 			return err
 		})
 	}
@@ -641,9 +644,9 @@ func VerifyDatabase(ctx context.Context, db *sql.DB, m *Manifest, from, into str
 
 // verifyTable checks table t of the manifest in database into. A table that cannot be read
 // (missing, a column missing) is a failed check; the error is only for a cancelled ctx.
-func verifyTable(ctx context.Context, db *sql.DB, t Table, into string) (TableCheck, error) {
+func verifyTable(ctx context.Context, db *sql.DB, algorithm string, t Table, into string) (TableCheck, error) {
 	c := TableCheck{Table: t.Name, WantRows: t.Rows, WantDigest: t.Digest}
-	rows, dg, err := TableDigest(ctx, db, into, t.Name, t.Columns)
+	rows, dg, err := TableDigest(ctx, db, algorithm, into, t.Name, t.Columns)
 	if err != nil {
 		if ctx.Err() != nil {
 			return c, err
@@ -655,9 +658,13 @@ func verifyTable(ctx context.Context, db *sql.DB, t Table, into string) (TableCh
 	return c, nil
 }
 
-// TableDigest computes the row count and digest (see DigestAlgorithm) of table in database
-// over the given columns, the way Dump computes them.
-func TableDigest(ctx context.Context, db *sql.DB, database, table string, columns []string) (int64, string, error) {
+// TableDigest computes the row count and digest (with the named algorithm, see
+// DigestAlgorithm) of table in database over the given columns, the way Dump computes them.
+func TableDigest(ctx context.Context, db *sql.DB, algorithm, database, table string, columns []string) (int64, string, error) {
+	dg, err := newDigest(algorithm)
+	if err != nil {
+		return 0, "", err
+	}
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return 0, "", err
@@ -693,7 +700,6 @@ func TableDigest(ctx context.Context, db *sql.DB, database, table string, column
 		}
 		cols = append(cols, c)
 	}
-	var dg digest
 	if len(cols) > 0 {
 		err = scanRows(ctx, conn, selectRows(database, table, cols, nil), cols, func(tuple []byte) error {
 			dg.add(tuple)

@@ -234,7 +234,7 @@ func TestDumpDDLDuringDump(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			reset(t)
-			want, _, err := dump.TableDigest(t.Context(), s.DB(t, ""), "ddl", "c", []string{"id", "v"})
+			want, _, err := dump.TableDigest(t.Context(), s.DB(t, ""), dump.DigestAlgorithm, "ddl", "c", []string{"id", "v"})
 			if err != nil {
 				t.Fatal(err)
 			}
