@@ -224,7 +224,7 @@ func Dump(ctx context.Context, cfg *mysql.Config, opts Options, sink Sink) (*Man
 		dbs = []string{cfg.DBName}
 	}
 
-	pool, err := openPool(cfg)
+	pool, err := openPool(cfg, true)
 	if err != nil {
 		return nil, err
 	}
@@ -244,8 +244,9 @@ func Dump(ctx context.Context, cfg *mysql.Config, opts Options, sink Sink) (*Man
 }
 
 // openPool opens a connection pool for cfg with our session charset, without a default
-// database.
-func openPool(cfg *mysql.Config) (*sql.DB, error) {
+// database. With readAhead its connections read from the server ahead of the driver
+// (readAheadConn), for the dump's row streams.
+func openPool(cfg *mysql.Config, readAhead bool) (*sql.DB, error) {
 	c := cfg.Clone()
 	c.DBName = ""
 	if err := c.Apply(mysql.Charset(SessionCharset, "")); err != nil {
@@ -259,6 +260,9 @@ func openPool(cfg *mysql.Config) (*sql.DB, error) {
 	c.ParseTime = false
 	if c.Timeout == 0 {
 		c.Timeout = 10 * time.Second
+	}
+	if readAhead && c.DialFunc == nil {
+		c.DialFunc = dialReadAhead(c.Timeout)
 	}
 	conn, err := mysql.NewConnector(c)
 	if err != nil {

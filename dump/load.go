@@ -175,7 +175,7 @@ func Load(ctx context.Context, cfg *mysql.Config, m *Manifest, from string, src 
 	}
 	rep := &LoadReport{Database: into, Started: opts.Now().UTC()}
 
-	pool, err := openPool(cfg)
+	pool, err := openPool(cfg, false)
 	if err != nil {
 		return nil, err
 	}
