@@ -96,7 +96,7 @@ func (r *readAheadConn) Close() error {
 	return r.Conn.Close()
 }
 
-// dialReadAhead is the driver's DialFunc for dump and load connections.
+// dialReadAhead is the driver's DialFunc for the dump's connections (see openPool).
 func dialReadAhead(timeout time.Duration) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		d := net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
