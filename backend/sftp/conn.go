@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	pkgsftp "github.com/pkg/sftp"
@@ -73,7 +74,9 @@ func (c *conn) rawReader() *rawSession {
 	if c.raw != nil && c.raw.alive() {
 		return c.raw
 	}
+	done := c.tcp.eagerAcks()
 	rs, err := openRawSession(c.ssh, rawOpenTimeout)
+	done()
 	if err != nil {
 		c.rawOff = true
 		c.raw = nil
@@ -132,6 +135,7 @@ func (d *dialer) dial(ctx context.Context) (*conn, error) {
 		return nil, err
 	}
 	defer release()
+	defer tcp.eagerAcks()()
 	_ = tcp.SetDeadline(time.Now().Add(d.cfg.DialTimeout))
 	stop := context.AfterFunc(ctx, func() { _ = tcp.SetDeadline(time.Unix(1, 0)) })
 	cc := &ssh.ClientConfig{
@@ -237,19 +241,43 @@ func keepAlive(c *conn, interval time.Duration) {
 	}
 }
 
-// readTracker records when the server last sent anything.
+// readTracker records when the server last sent anything, and
+// acknowledges at once what it reads while eager acks are on.
 type readTracker struct {
 	net.Conn
-	last atomic.Int64 // unix nanoseconds
+	last  atomic.Int64 // unix nanoseconds
+	sc    syscall.RawConn
+	eager atomic.Int32 // > 0: acknowledge every read at once
 }
 
 func newReadTracker(c net.Conn) *readTracker {
 	t := &readTracker{Conn: c}
+	if sc, ok := c.(syscall.Conn); ok {
+		t.sc, _ = sc.SyscallConn()
+	}
 	t.last.Store(time.Now().UnixNano())
 	return t
 }
 
+// eagerAcks turns off delayed acknowledgements until the returned func is
+// called. For the handshake and channel opens: there sshd writes two small
+// messages in a row (with Nagle's algorithm on its non-interactive socket)
+// and holds the second until the first is acknowledged, which Linux delays
+// by 40 ms. Measured on loopback: connect + auth + sftp subsystem 78 ms
+// with delayed acks, 40 ms without. During transfers the acks are left to
+// the kernel (no extra system call per read).
+func (t *readTracker) eagerAcks() (done func()) {
+	if t == nil || t.sc == nil {
+		return func() {}
+	}
+	t.eager.Add(1)
+	return func() { t.eager.Add(-1) }
+}
+
 func (t *readTracker) Read(p []byte) (int, error) {
+	if t.eager.Load() > 0 {
+		quickAck(t.sc)
+	}
 	n, err := t.Conn.Read(p)
 	if n > 0 {
 		t.last.Store(time.Now().UnixNano())
