@@ -33,18 +33,19 @@ func setDelayedAcks(t *testing.T, c *net.TCPConn) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var serr error
 	if err := sc.Control(func(fd uintptr) {
-		err = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_QUICKACK, 0)
+		serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_QUICKACK, 0)
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if err != nil {
-		t.Fatal(err)
+	if serr != nil {
+		t.Fatal(serr)
 	}
 }
 
 // TestEagerAcks checks that reads made while eagerAcks is on switch the
-// socket to immediate acknowledgements, and that done turns it off again.
+// socket to immediate acknowledgements, and that done drops the count.
 func TestEagerAcks(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
