@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/shopvault/shopvault/backend"
 )
 
 // Defaults and limits of Config.
@@ -49,6 +51,12 @@ type Config struct {
 	// proceeds and the key is appended to KnownHostsFile once
 	// authentication succeeded. It never overrides a changed key.
 	AcceptHostKey string
+
+	// ReadAhead names the file types whose listings and (newest, up to a
+	// budget) files Open starts reading at once, with the config, so that
+	// opening a repository costs a few round trips instead of a chain of
+	// them (ahead.go). Pack files are never read ahead.
+	ReadAhead []backend.FileType
 
 	// Connections is the size of the SSH connection pool (0: DefaultConnections, at most MaxConnections).
 	Connections int

@@ -36,9 +36,10 @@ type conn struct {
 
 	fsync, posixRename, statvfs bool
 
-	rawMu  sync.Mutex
-	raw    *rawSession // the read session (rawread.go), made on first use
-	rawOff bool        // the server refused it or broke its protocol: read through pkg/sftp
+	rawMu    sync.Mutex
+	raw      *rawSession        // the read session (rawread.go)
+	rawFirst <-chan *rawSession // the one dial opened (nil if refused), until taken
+	rawOff   bool               // the server refused it or broke its protocol: read through pkg/sftp
 
 	dead      chan struct{}
 	closeOnce sync.Once
@@ -71,6 +72,15 @@ func (c *conn) rawReader() *rawSession {
 	if c.rawOff || c.isDead() {
 		return nil
 	}
+	if c.rawFirst != nil {
+		rs := <-c.rawFirst
+		c.rawFirst = nil
+		if rs == nil {
+			c.rawOff = true
+			return nil
+		}
+		c.raw = rs
+	}
 	if c.raw != nil && c.raw.alive() {
 		return c.raw
 	}
@@ -86,9 +96,7 @@ func (c *conn) rawReader() *rawSession {
 	return rs
 }
 
-// startReader opens the read session in the background, after the SFTP
-// session (a server that allows one session per connection must give it
-// to pkg/sftp, which every other operation needs).
+// startReader takes the read session the dial opened, in the background.
 func (c *conn) startReader() { go c.rawReader() }
 
 // rawBroken stops using the read session after it misbehaved.
@@ -162,7 +170,25 @@ func (d *dialer) dial(ctx context.Context) (*conn, error) {
 		_ = client.Close()
 		return nil, backend.Permanent(err)
 	}
-	sc2, err := pkgsftp.NewClient(client,
+	// The pkg/sftp session first (a server that allows one session per
+	// connection must give it the one), then the read session is opened
+	// while pkg/sftp's starts: its four round trips no longer follow
+	// the dial (the first loads of an open wait for it).
+	sess, err := client.NewSession()
+	if err != nil {
+		_ = client.Close()
+		return nil, transient(fmt.Errorf("start sftp on %s: %w", addr, err))
+	}
+	rawc := make(chan *rawSession, 1)
+	go func() {
+		defer tcp.eagerAcks()()
+		rs, err := openRawSession(client, rawOpenTimeout)
+		if err != nil {
+			rs = nil
+		}
+		rawc <- rs
+	}()
+	sc2, err := startSFTP(sess,
 		pkgsftp.UseConcurrentWrites(true),
 		pkgsftp.UseConcurrentReads(true),
 		pkgsftp.MaxConcurrentRequestsPerFile(maxRequestsPerFile),
@@ -175,7 +201,7 @@ func (d *dialer) dial(ctx context.Context) (*conn, error) {
 		}
 		return nil, transient(fmt.Errorf("start sftp on %s: %w", addr, err))
 	}
-	c := &conn{ssh: client, sftp: sc2, tcp: tcp, dead: make(chan struct{})}
+	c := &conn{ssh: client, sftp: sc2, tcp: tcp, dead: make(chan struct{}), rawFirst: rawc}
 	_, c.fsync = sc2.HasExtension("fsync@openssh.com")
 	_, c.posixRename = sc2.HasExtension("posix-rename@openssh.com")
 	_, c.statvfs = sc2.HasExtension("statvfs@openssh.com")
@@ -187,6 +213,23 @@ func (d *dialer) dial(ctx context.Context) (*conn, error) {
 		go keepAlive(c, d.cfg.KeepAlive)
 	}
 	return c, nil
+}
+
+// startSFTP starts the sftp subsystem on sess and pkg/sftp's client over it
+// (pkgsftp.NewClient, on a session opened beforehand).
+func startSFTP(sess *ssh.Session, opts ...pkgsftp.ClientOption) (*pkgsftp.Client, error) {
+	w, err := sess.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	r, err := sess.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := sess.RequestSubsystem("sftp"); err != nil {
+		return nil, err
+	}
+	return pkgsftp.NewClientPipe(r, w, opts...)
 }
 
 func (d *dialer) handshakeError(addr string, err error) error {
@@ -307,7 +350,10 @@ type slot struct {
 // dialPenalty is what an unconnected slot counts as in get: an operation
 // shares a connection with up to this many others rather than wait for a
 // handshake (SFTP multiplexes requests; a dial is a dozen round trips).
-const dialPenalty = 2
+// Opening a repository sends a burst of small reads while the pool warms
+// up (ahead.go): with 2 here, four listings at 20 ms RTT waited 0.3 s for
+// dials instead of sharing the connection that was up.
+const dialPenalty = 8
 
 func (s *slot) load() int32 {
 	n := s.busy.Load()

@@ -59,12 +59,7 @@ func rawSessionOf(t *testing.T, be *Backend) *rawSession {
 		t.Fatal(err)
 	}
 	defer be.pool.put(be.pool.slots[0])
-	c.rawMu.Lock()
-	defer c.rawMu.Unlock()
-	if c.rawOff {
-		return nil
-	}
-	return c.raw
+	return c.rawReader()
 }
 
 func loadRange(be *Backend, h backend.Handle, off, length int64, readSize int) ([]byte, error) {

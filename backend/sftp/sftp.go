@@ -44,6 +44,7 @@ type Backend struct {
 	keys     *hostKeys
 	up, down *tokenBucket
 	authDesc string
+	ahead    *metaAhead // what Open read ahead (ahead.go); nil if nothing
 }
 
 var _ backend.Backend = (*Backend)(nil)
@@ -104,6 +105,9 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(cfg.ReadAhead) > 0 {
+		b.startReadAhead(cfg.ReadAhead)
+	}
 	if _, err := b.Stat(ctx, backend.Handle{Type: backend.ConfigFile}); err != nil {
 		b.Close()
 		if backend.IsNotExist(err) {
@@ -156,6 +160,7 @@ func (b *Backend) Location() string { return b.cfg.Location() }
 
 // Close closes every connection. In-flight operations fail.
 func (b *Backend) Close() error {
+	b.ahead.stop()
 	b.pool.close()
 	return nil
 }
@@ -183,6 +188,7 @@ func (b *Backend) Save(ctx context.Context, h backend.Handle, r io.ReadSeeker, s
 		return fmt.Errorf("save %s: negative size %d", h, size)
 	}
 	what := "save " + h.String()
+	b.ahead.stop()
 	// The temporary file of an attempt cut off by a lost connection is
 	// removed by the next attempt.
 	var leftover string
@@ -310,12 +316,23 @@ func sizeString(n uint64) string {
 // Load implements backend.Backend. Only the requested range is read, with
 // pkg/sftp's concurrent reads and one chunk of read-ahead.
 func (b *Backend) Load(ctx context.Context, h backend.Handle, off, length int64, fn func(io.Reader) error) error {
-	name, err := b.filename(h)
-	if err != nil {
+	if err := h.Valid(); err != nil {
 		return err
 	}
 	if off < 0 || length < 0 {
 		return fmt.Errorf("load %s: negative range %d+%d", h, off, length)
+	}
+	if data, ok := b.ahead.takeFile(ctx, h); ok {
+		return serveAhead("load "+h.String(), data, off, length, fn)
+	}
+	return b.load(ctx, h, off, length, fn)
+}
+
+// load is Load without what was read ahead.
+func (b *Backend) load(ctx context.Context, h backend.Handle, off, length int64, fn func(io.Reader) error) error {
+	name, err := b.filename(h)
+	if err != nil {
+		return err
 	}
 	what := "load " + h.String()
 	return b.retry(ctx, what, func(c *conn, _ int) error {
@@ -339,7 +356,7 @@ func (b *Backend) Load(ctx context.Context, h backend.Handle, off, length int64,
 			}
 		}
 		if off+n > fi.Size() {
-			return fmt.Errorf("%s: range %d+%d beyond size %d: %w", what, off, n, fi.Size(), io.ErrUnexpectedEOF)
+			return rangeError(what, off, n, fi.Size())
 		}
 		rr := newRangeReader(ctx, f, name, off, n, b.down)
 		ferr := fn(rr)
@@ -365,7 +382,7 @@ func (b *Backend) loadRaw(ctx context.Context, c *conn, rs *rawSession, what, na
 	}
 	if n < -1 || (size >= 0 && off+n > size) {
 		rs.closeHandle(handle)
-		return fmt.Errorf("%s: range %d+%d beyond size %d: %w", what, off, length, size, io.ErrUnexpectedEOF)
+		return rangeError(what, off, length, size)
 	}
 	rr := rs.newRange(ctx, name, handle, off, n, b.down)
 	ferr := fn(rr)
@@ -426,6 +443,7 @@ func (b *Backend) Remove(ctx context.Context, h backend.Handle) error {
 		return err
 	}
 	what := "remove " + h.String()
+	b.ahead.stop()
 	return b.retry(ctx, what, func(c *conn, attempt int) error {
 		err := c.sftp.Remove(name)
 		if attempt > 1 && errors.Is(err, os.ErrNotExist) {
@@ -442,6 +460,9 @@ func (b *Backend) List(ctx context.Context, t backend.FileType, fn func(backend.
 		return fmt.Errorf("list: %w", err)
 	}
 	dir := path.Join(b.root, string(t))
+	if entries, ok := b.ahead.takeList(ctx, t); ok {
+		return emit(ctx, entries, fn)
+	}
 	if t != backend.PackFile {
 		entries, err := b.readDir(ctx, dir)
 		if err != nil {
@@ -560,6 +581,7 @@ const TempPrefix = ".tmp-"
 // clock, in every directory of the repository. Use an age of hours so a
 // Save running elsewhere is never disturbed. It returns how many it removed.
 func (b *Backend) RemoveStaleTemp(ctx context.Context, age time.Duration) (int, error) {
+	b.ahead.stop()
 	var dirs []string
 	for _, t := range backend.AllTypes {
 		if t != backend.ConfigFile {

@@ -43,7 +43,7 @@ decrypt any backup. The restore key reads everything: move it OFF the server
 					return fmt.Errorf("key directory: %w", err)
 				}
 			}
-			be, err := openBackend(ctx, c, true)
+			be, err := openBackend(ctx, c, true, nil)
 			if err != nil {
 				return err
 			}

@@ -109,9 +109,19 @@ func sftpConfig(c *cli.Context, loc string) (sftp.Config, error) {
 	return cfg, nil
 }
 
+// Metadata an SFTP repository reads ahead when it opens (sftp.Config
+// ReadAhead): every command loads the keys, the index and the snapshots;
+// a command on one snapshot its refs list too.
+func repoAhead() []backend.FileType {
+	return []backend.FileType{backend.KeyFile, backend.IndexFile, backend.SnapshotFile}
+}
+
+func snapshotAhead() []backend.FileType { return append(repoAhead(), backend.RefsFile) }
+
 // openBackend connects to the repository's storage; create prepares a
-// new repository location.
-func openBackend(ctx context.Context, c *cli.Context, create bool) (backend.Backend, error) {
+// new repository location. An existing SFTP repository reads ahead the
+// metadata of the types ahead.
+func openBackend(ctx context.Context, c *cli.Context, create bool, ahead []backend.FileType) (backend.Backend, error) {
 	loc, err := repoLocation(c)
 	if err != nil {
 		return nil, err
@@ -124,6 +134,7 @@ func openBackend(ctx context.Context, c *cli.Context, create bool) (backend.Back
 		if create {
 			return sftp.Create(ctx, cfg)
 		}
+		cfg.ReadAhead = ahead
 		be, err := sftp.Open(ctx, cfg)
 		if err != nil && backend.IsNotExist(err) {
 			return nil, fmt.Errorf("%w at %s (run 'shopvault init' first): %v", repo.ErrNoRepository, cfg.Location(), err)
@@ -150,7 +161,7 @@ const (
 // openRepo opens the repository with the keys given and loads its index.
 // need=readKey requires the restore key.
 func openRepo(ctx context.Context, c *cli.Context, need keyNeed) (*repo.Repository, error) {
-	r, err := openUnindexed(ctx, c, need)
+	r, err := openUnindexed(ctx, c, need, repoAhead())
 	if err != nil {
 		return nil, err
 	}
@@ -162,7 +173,7 @@ func openRepo(ctx context.Context, c *cli.Context, need keyNeed) (*repo.Reposito
 }
 
 // openUnindexed is openRepo without loading the index.
-func openUnindexed(ctx context.Context, c *cli.Context, need keyNeed) (*repo.Repository, error) {
+func openUnindexed(ctx context.Context, c *cli.Context, need keyNeed, ahead []backend.FileType) (*repo.Repository, error) {
 	if _, err := optionalConfig(c); err != nil {
 		return nil, err
 	}
@@ -193,7 +204,7 @@ func openUnindexed(ctx context.Context, c *cli.Context, need keyNeed) (*repo.Rep
 		}
 		return nil, usageError("no key given: pass --host-key FILE (or --restore-key FILE), or set SHOPVAULT_HOST_KEY")
 	}
-	be, err := openBackend(ctx, c, false)
+	be, err := openBackend(ctx, c, false, ahead)
 	if err != nil {
 		return nil, err
 	}
@@ -254,7 +265,7 @@ const (
 // trips on SFTP), runs fn and closes the repository.
 func withSnapshot(c *cli.Context, need keyNeed, ref string, fn func(r *repo.Repository, sn *repo.Snapshot) error) error {
 	ctx := c.Context
-	r, err := openUnindexed(ctx, c, need)
+	r, err := openUnindexed(ctx, c, need, snapshotAhead())
 	if err != nil {
 		return err
 	}
