@@ -77,6 +77,14 @@ func (x *Index) Packs() map[ID]int64 {
 	return out
 }
 
+// PackSize returns the stored size the index records for pack (0 when
+// it records none).
+func (x *Index) PackSize(pack ID) int64 {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.packSize[pack]
+}
+
 // Files returns the names of the loaded index files and the packs each covers.
 func (x *Index) Files() map[string][]ID {
 	x.mu.RLock()

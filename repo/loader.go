@@ -247,7 +247,11 @@ func (r *Repository) streamPack(ctx context.Context, pack ID, blobs []PackedBlob
 	if _, local := r.be.(backend.FileCommitter); local {
 		slots = localBigBlobSlots
 	}
-	err := r.be.Load(ctx, h, 0, 0, func(rd io.Reader) error {
+	// The whole pack, as a range of its indexed size where the index has
+	// one: over SFTP the reads then end with the last DATA instead of EOF
+	// statuses, which sshd holds back (Nagle) for an acknowledgement the
+	// client's kernel delays.
+	err := r.be.Load(ctx, h, 0, r.idx.PackSize(pack), func(rd io.Reader) error {
 		br := small.reader
 		br.Reset(rd)
 		defer br.Reset(nil)

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"math/rand"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/shopvault/shopvault/backend"
@@ -276,5 +278,60 @@ func TestDamagedIndexAndSnapshotAreNamed(t *testing.T) {
 				t.Fatalf("check did not name the damaged %s: %v", tc.h, res.Problems)
 			}
 		})
+	}
+}
+
+// loadRecorder records the ranges of pack loads.
+type loadRecorder struct {
+	backend.Backend
+	mu     sync.Mutex
+	ranges map[string][2]int64
+}
+
+func (l *loadRecorder) Load(ctx context.Context, h backend.Handle, off, length int64, fn func(io.Reader) error) error {
+	if h.Type == backend.PackFile {
+		l.mu.Lock()
+		l.ranges[h.Name] = [2]int64{off, length}
+		l.mu.Unlock()
+	}
+	return l.Backend.Load(ctx, h, off, length, fn)
+}
+
+// StreamPack reads a pack as the range of its indexed size, not "to the
+// end": over SFTP a read to an unknown end finishes with EOF statuses that
+// sshd holds back for a delayed acknowledgement.
+func TestStreamPackReadsIndexedSize(t *testing.T) {
+	ctx := t.Context()
+	be := mem.New()
+	_, restoreKey := initRepo(t, be)
+	r, _ := repo.Open(ctx, be, restoreKey)
+	ids := saveBlobs(t, r, [][]byte{randBytes(1, 100_000), randBytes(2, 200_000)}, 1)
+	sizes := map[string]int64{}
+	_ = be.List(ctx, backend.PackFile, func(fi backend.FileInfo) error { sizes[fi.Name] = fi.Size; return nil })
+	rec := &loadRecorder{Backend: be, ranges: map[string][2]int64{}}
+	rr, err := repo.Open(ctx, rec, restoreKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rr.LoadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e, ok := rr.Index().Lookup(repo.BlobHandle{Type: repo.DataBlob, ID: ids[1]})
+	if !ok {
+		t.Fatal("blob not indexed")
+	}
+	got := 0
+	if err := rr.StreamPack(ctx, e.Pack, []repo.PackedBlob{e.PackedBlob}, func(b repo.PackedBlob, data []byte) error {
+		if !bytes.Equal(data, randBytes(2, 200_000)) {
+			t.Fatal("streamed blob differs from the one saved")
+		}
+		got++
+		return nil
+	}); err != nil || got != 1 {
+		t.Fatalf("stream pack: %d blobs, %v", got, err)
+	}
+	want := [2]int64{0, sizes[e.Pack.String()]}
+	if rec.ranges[e.Pack.String()] != want || want[1] == 0 {
+		t.Fatalf("pack loaded as range %v, want %v (its stored size)", rec.ranges[e.Pack.String()], want)
 	}
 }
