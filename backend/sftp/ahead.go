@@ -16,7 +16,9 @@ package sftp
 // only as the state of the repository when it was opened: the first write
 // (Save, Remove: a lock file counts) drops all of it, so nothing read after
 // a lock was taken, or after this process changed the repository, ever comes
-// from before; so does its age passing aheadMaxAge, and Close.
+// from before; so does its age passing aheadMaxAge (which also frees what
+// no command asked for, such as the refs lists of other snapshots), and
+// Close.
 
 import (
 	"bytes"
@@ -34,8 +36,10 @@ import (
 )
 
 const (
-	// aheadMaxAge is how long what was read ahead may be served.
-	aheadMaxAge = time.Minute
+	// aheadMaxAge is how long what was read ahead may be served and is
+	// kept (opening a repository takes seconds, even a large index over a
+	// slow link).
+	aheadMaxAge = 30 * time.Second
 	// aheadLoads bounds the loads read ahead at once (over all types).
 	aheadLoads = 16
 )
@@ -49,7 +53,7 @@ func aheadBudget(t backend.FileType) int64 {
 	case backend.SnapshotFile:
 		return 8 << 20
 	case backend.RefsFile:
-		return 16 << 20
+		return 8 << 20
 	case backend.IndexFile:
 		return 32 << 20
 	}
@@ -60,6 +64,7 @@ func aheadBudget(t backend.FileType) int64 {
 type metaAhead struct {
 	now    func() time.Time
 	cancel context.CancelFunc
+	expiry *time.Timer // frees everything after aheadMaxAge
 
 	mu      sync.Mutex
 	stopped bool
@@ -94,6 +99,7 @@ func (b *Backend) startReadAhead(types []backend.FileType) {
 	sem := make(chan struct{}, aheadLoads)
 	ra.mu.Lock()
 	defer ra.mu.Unlock()
+	ra.expiry = time.AfterFunc(aheadMaxAge, ra.stop)
 	cfg := backend.Handle{Type: backend.ConfigFile}
 	go b.loadAhead(ctx, sem, cfg, 0, ra.addFile(cfg))
 	for _, t := range types {
@@ -236,6 +242,7 @@ func (ra *metaAhead) stop() {
 	ra.mu.Lock()
 	if !ra.stopped {
 		ra.stopped = true
+		ra.expiry.Stop()
 		ra.lists, ra.files = map[backend.FileType]*aheadList{}, map[backend.Handle]*aheadFile{}
 		ra.cancel()
 	}
