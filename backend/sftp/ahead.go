@@ -23,6 +23,7 @@ package sftp
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -42,6 +43,10 @@ const (
 	aheadMaxAge = 30 * time.Second
 	// aheadLoads bounds the loads read ahead at once (over all types).
 	aheadLoads = 16
+	// aheadFiles bounds the files of one type read ahead: a repository of
+	// years of nightly snapshots has thousands of small snapshot files, and
+	// a command on one named snapshot needs only that one.
+	aheadFiles = 64
 )
 
 // aheadBudget is how many bytes of files of type t are read ahead: the
@@ -80,9 +85,10 @@ type aheadList struct {
 }
 
 type aheadFile struct {
-	done chan struct{}
-	data []byte
-	err  error
+	done    chan struct{}
+	started bool // its load has begun (guarded by metaAhead.mu)
+	data    []byte
+	err     error
 }
 
 // startReadAhead reads the config and the files of types ahead.
@@ -134,7 +140,7 @@ func (b *Backend) listAhead(ctx context.Context, sem chan struct{}, t backend.Fi
 	var total int64
 	n := 0
 	for _, e := range picked {
-		if total+e.Size() > aheadBudget(t) {
+		if total+e.Size() > aheadBudget(t) || n == aheadFiles {
 			break
 		}
 		total += e.Size()
@@ -170,6 +176,17 @@ func (b *Backend) loadAhead(ctx context.Context, sem chan struct{}, h backend.Ha
 		return
 	}
 	defer func() { <-sem }()
+	ra := b.ahead
+	ra.mu.Lock()
+	mine := ra.files[h] == f
+	f.started = mine
+	ra.mu.Unlock()
+	if !mine {
+		// Taken before its turn came (the taker loads it itself), or
+		// everything was dropped.
+		f.err = errAheadSkipped
+		return
+	}
 	f.err = b.load(ctx, h, 0, size, func(r io.Reader) error {
 		var err error
 		f.data, err = io.ReadAll(r)
@@ -217,8 +234,11 @@ func (ra *metaAhead) takeFile(ctx context.Context, h backend.Handle) ([]byte, bo
 	ra.mu.Lock()
 	f := ra.files[h]
 	delete(ra.files, h)
+	started := f != nil && f.started
 	ra.mu.Unlock()
-	if f == nil {
+	if !started {
+		// Never waits behind the queue of reads ahead: a load that has
+		// not begun is the caller's to make.
 		return nil, false
 	}
 	select {
@@ -261,6 +281,9 @@ func serveAhead(what string, data []byte, off, length int64, fn func(io.Reader) 
 	}
 	return fn(bytes.NewReader(data[off : off+n]))
 }
+
+// errAheadSkipped ends a read ahead that was not needed any more.
+var errAheadSkipped = errors.New("read ahead skipped")
 
 // rangeError is a range that does not fit in a file of size bytes.
 func rangeError(what string, off, length, size int64) error {

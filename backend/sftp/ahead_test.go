@@ -281,3 +281,68 @@ func TestReadAheadBudget(t *testing.T) {
 		t.Fatalf("big key files read ahead: %v, want the two newest %v", got, want)
 	}
 }
+
+// A load of a file whose read ahead has not begun does not wait for it:
+// the caller loads it, and the read ahead skips it when its turn comes.
+func TestReadAheadTakeBeforeStart(t *testing.T) {
+	ra := &metaAhead{now: time.Now, cancel: func() {}, started: time.Now(),
+		lists: map[backend.FileType]*aheadList{}, files: map[backend.Handle]*aheadFile{}}
+	ra.expiry = time.AfterFunc(time.Hour, func() {})
+	b := &Backend{ahead: ra}
+	h := backend.Handle{Type: backend.SnapshotFile, Name: "ab"}
+	ra.mu.Lock()
+	f := ra.addFile(h)
+	ra.mu.Unlock()
+	taken := make(chan bool)
+	go func() {
+		_, ok := ra.takeFile(context.Background(), h)
+		taken <- ok
+	}()
+	select {
+	case ok := <-taken:
+		if ok {
+			t.Fatal("a read ahead that never ran served data")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("takeFile waited for a read ahead that had not begun")
+	}
+	// Its turn comes: no load (b has no connections: one would panic).
+	b.loadAhead(context.Background(), make(chan struct{}, 1), h, 0, f)
+	if !errors.Is(f.err, errAheadSkipped) {
+		t.Fatalf("read ahead after its file was taken: %v, want errAheadSkipped", f.err)
+	}
+}
+
+// At most aheadFiles files of a type are read ahead, the newest.
+func TestReadAheadFileCap(t *testing.T) {
+	s := sshdtest.Start(t)
+	cfg, _ := aheadRepo(t, s)
+	dir := filepath.Join(cfg.Path, "snapshots")
+	base := time.Now().Add(-time.Hour)
+	for i := range aheadFiles + 6 {
+		p := filepath.Join(dir, fmt.Sprintf("s%03d", i))
+		if err := os.WriteFile(p, []byte("snapshot"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		mt := base.Add(time.Duration(i) * time.Second)
+		if err := os.Chtimes(p, mt, mt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	be := openAhead(t, cfg)
+	be.ahead.mu.Lock()
+	defer be.ahead.mu.Unlock()
+	n, oldest := 0, ""
+	for h := range be.ahead.files {
+		if h.Type == backend.SnapshotFile {
+			n++
+			if len(h.Name) == 4 && (oldest == "" || h.Name < oldest) {
+				oldest = h.Name
+			}
+		}
+	}
+	// The three snapshot files aheadRepo wrote are the newest (now).
+	if want := fmt.Sprintf("s%03d", 6+3); n != aheadFiles || oldest != want {
+		t.Fatalf("%d snapshot files read ahead, oldest %q; want %d, oldest %q", n, oldest, aheadFiles, want)
+	}
+}
