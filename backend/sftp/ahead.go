@@ -210,17 +210,7 @@ func (ra *metaAhead) takeList(ctx context.Context, t backend.FileType) (entries 
 	l := ra.lists[t]
 	delete(ra.lists, t)
 	ra.mu.Unlock()
-	if l == nil {
-		return nil, false
-	}
-	select {
-	case <-l.done:
-	case <-ctx.Done():
-		return nil, false
-	}
-	ra.mu.Lock()
-	defer ra.mu.Unlock()
-	if l.err != nil || !ra.fresh() {
+	if l == nil || !ra.await(ctx, l.done, &l.err) {
 		return nil, false
 	}
 	return l.entries, true
@@ -236,22 +226,25 @@ func (ra *metaAhead) takeFile(ctx context.Context, h backend.Handle) ([]byte, bo
 	delete(ra.files, h)
 	started := f != nil && f.started
 	ra.mu.Unlock()
-	if !started {
-		// Never waits behind the queue of reads ahead: a load that has
-		// not begun is the caller's to make.
-		return nil, false
-	}
-	select {
-	case <-f.done:
-	case <-ctx.Done():
-		return nil, false
-	}
-	ra.mu.Lock()
-	defer ra.mu.Unlock()
-	if f.err != nil || !ra.fresh() {
+	if !started || !ra.await(ctx, f.done, &f.err) {
+		// A load that has not begun is the caller's to make: it never
+		// waits behind the queue of reads ahead.
 		return nil, false
 	}
 	return f.data, true
+}
+
+// await waits for done, then reports whether what it guards may be
+// served: it succeeded (*errp, read once done) and is still fresh.
+func (ra *metaAhead) await(ctx context.Context, done <-chan struct{}, errp *error) bool {
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return false
+	}
+	ra.mu.Lock()
+	defer ra.mu.Unlock()
+	return *errp == nil && ra.fresh()
 }
 
 // stop drops everything read ahead and stops what is still being read.

@@ -17,23 +17,18 @@ import (
 	"github.com/shopvault/shopvault/integration/sshdtest"
 )
 
-var aheadTypes = []backend.FileType{backend.KeyFile, backend.IndexFile, backend.SnapshotFile, backend.RefsFile}
+func aheadTypes() []backend.FileType {
+	return []backend.FileType{backend.KeyFile, backend.IndexFile, backend.SnapshotFile, backend.RefsFile}
+}
 
 // aheadRepo writes a small repository (config, and files of every type
 // read ahead plus a pack) straight into the server's directory and returns
 // a Config for it and the files by handle.
 func aheadRepo(t *testing.T, s *sshdtest.Server) (Config, map[backend.Handle][]byte) {
 	t.Helper()
-	cfg, err := ParseURL(s.URL(filepath.Join(s.Root, t.Name())))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.KeyFile = s.ClientKeyPath
-	cfg.KnownHostsFile = s.KnownHostsPath
-	cfg.Connections = 2
-	cfg.Retry = RetryPolicy{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond, MaxElapsed: 5 * time.Second}
+	cfg := testConfig(t, s, filepath.Join(s.Root, t.Name()), 2)
 	files := map[backend.Handle][]byte{{Type: backend.ConfigFile}: []byte("config bytes")}
-	for i, typ := range append(slices.Clone(aheadTypes), backend.PackFile) {
+	for i, typ := range append(aheadTypes(), backend.PackFile) {
 		for j := range 3 {
 			name := fmt.Sprintf("%02x%02x%060d", i, j, j)
 			files[backend.Handle{Type: typ, Name: name}] = bytes.Repeat([]byte{byte(i), byte(j)}, 1000*(j+1)+i)
@@ -55,30 +50,30 @@ func aheadRepo(t *testing.T, s *sshdtest.Server) (Config, map[backend.Handle][]b
 // has been read.
 func openAhead(t *testing.T, cfg Config) *Backend {
 	t.Helper()
-	cfg.ReadAhead = aheadTypes
+	cfg.ReadAhead = aheadTypes()
 	be, err := Open(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = be.Close() })
 	ra := be.ahead
-	ra.mu.Lock()
-	var lists []*aheadList
-	for _, l := range ra.lists {
-		lists = append(lists, l)
-	}
-	ra.mu.Unlock()
-	for _, l := range lists {
-		<-l.done
-	}
-	ra.mu.Lock()
-	var files []*aheadFile
-	for _, f := range ra.files {
-		files = append(files, f)
-	}
-	ra.mu.Unlock()
-	for _, f := range files {
-		<-f.done
+	// The listings first: each registers its files before it is done.
+	for _, kind := range []string{"lists", "files"} {
+		var dones []chan struct{}
+		ra.mu.Lock()
+		if kind == "lists" {
+			for _, l := range ra.lists {
+				dones = append(dones, l.done)
+			}
+		} else {
+			for _, f := range ra.files {
+				dones = append(dones, f.done)
+			}
+		}
+		ra.mu.Unlock()
+		for _, d := range dones {
+			<-d
+		}
 	}
 	return be
 }
@@ -125,7 +120,7 @@ func TestReadAheadServesOpenStateOnce(t *testing.T) {
 	be := openAhead(t, cfg)
 	removeAll(t, cfg, files)
 
-	for _, typ := range aheadTypes {
+	for _, typ := range aheadTypes() {
 		var want []string
 		for h := range files {
 			if h.Type == typ {
@@ -250,16 +245,14 @@ func TestReadAheadExpires(t *testing.T) {
 	}
 }
 
-// Only the newest files that fit in a type's budget are read ahead.
-func TestReadAheadBudget(t *testing.T) {
-	s := sshdtest.Start(t)
-	cfg, _ := aheadRepo(t, s)
-	dir := filepath.Join(cfg.Path, "keys")
-	big := int(aheadBudget(backend.KeyFile)/3) + 1
+// writeAged writes n files of size bytes named by format in dir, the i-th
+// modified i minutes after an hour ago (older than aheadRepo's files).
+func writeAged(t *testing.T, dir, format string, n, size int) {
+	t.Helper()
 	base := time.Now().Add(-time.Hour)
-	for i := range 3 {
-		p := filepath.Join(dir, fmt.Sprintf("big%d", i))
-		if err := os.WriteFile(p, make([]byte, big), 0o600); err != nil {
+	for i := range n {
+		p := filepath.Join(dir, fmt.Sprintf(format, i))
+		if err := os.WriteFile(p, make([]byte, size), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		mt := base.Add(time.Duration(i) * time.Minute)
@@ -267,6 +260,13 @@ func TestReadAheadBudget(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// Only the newest files that fit in a type's budget are read ahead.
+func TestReadAheadBudget(t *testing.T) {
+	s := sshdtest.Start(t)
+	cfg, _ := aheadRepo(t, s)
+	writeAged(t, filepath.Join(cfg.Path, "keys"), "big%d", 3, int(aheadBudget(backend.KeyFile)/3)+1)
 	be := openAhead(t, cfg)
 	be.ahead.mu.Lock()
 	defer be.ahead.mu.Unlock()
@@ -317,18 +317,7 @@ func TestReadAheadTakeBeforeStart(t *testing.T) {
 func TestReadAheadFileCap(t *testing.T) {
 	s := sshdtest.Start(t)
 	cfg, _ := aheadRepo(t, s)
-	dir := filepath.Join(cfg.Path, "snapshots")
-	base := time.Now().Add(-time.Hour)
-	for i := range aheadFiles + 6 {
-		p := filepath.Join(dir, fmt.Sprintf("s%03d", i))
-		if err := os.WriteFile(p, []byte("snapshot"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		mt := base.Add(time.Duration(i) * time.Second)
-		if err := os.Chtimes(p, mt, mt); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeAged(t, filepath.Join(cfg.Path, "snapshots"), "s%03d", aheadFiles+6, 8)
 	be := openAhead(t, cfg)
 	be.ahead.mu.Lock()
 	defer be.ahead.mu.Unlock()

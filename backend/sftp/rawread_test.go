@@ -21,14 +21,7 @@ import (
 // of n random bytes straight into the server's directory.
 func rawTestBackend(t *testing.T, s *sshdtest.Server, n int) (*Backend, backend.Handle, []byte, string) {
 	t.Helper()
-	cfg, err := ParseURL(s.URL(filepath.Join(s.Root, "repo")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.KeyFile = s.ClientKeyPath
-	cfg.KnownHostsFile = s.KnownHostsPath
-	cfg.Connections = 1
-	cfg.Retry = RetryPolicy{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond, MaxElapsed: 5 * time.Second}
+	cfg := testConfig(t, s, filepath.Join(s.Root, "repo"), 1)
 	be, err := Create(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -48,6 +41,21 @@ func rawTestBackend(t *testing.T, s *sshdtest.Server, n int) (*Backend, backend.
 		t.Fatal(err)
 	}
 	return be, h, data, name
+}
+
+// testConfig is a Config for the repository at dir on s, with conns
+// connections and quick retries.
+func testConfig(t *testing.T, s *sshdtest.Server, dir string, conns int) Config {
+	t.Helper()
+	cfg, err := ParseURL(s.URL(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.KeyFile = s.ClientKeyPath
+	cfg.KnownHostsFile = s.KnownHostsPath
+	cfg.Connections = conns
+	cfg.Retry = RetryPolicy{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond, MaxElapsed: 5 * time.Second}
+	return cfg
 }
 
 // rawSessionOf returns the read session of the backend's one connection
