@@ -200,51 +200,65 @@ func (ra *metaAhead) fresh() bool {
 	return !ra.stopped && ra.now().Sub(ra.started) < aheadMaxAge
 }
 
-// takeList hands out the listing of t read ahead, once. ok is false when
-// there is none to serve (the caller lists t itself).
-func (ra *metaAhead) takeList(ctx context.Context, t backend.FileType) (entries []os.FileInfo, ok bool) {
+// takeList hands out the listing of t read ahead, once: its entries, or
+// the error it failed with after its retries (a caller that listed again
+// would only wait as long once more). ok is false when there is nothing to
+// serve: the caller lists t itself.
+func (ra *metaAhead) takeList(ctx context.Context, t backend.FileType) (entries []os.FileInfo, ok bool, err error) {
 	if ra == nil {
-		return nil, false
+		return nil, false, nil
 	}
 	ra.mu.Lock()
 	l := ra.lists[t]
 	delete(ra.lists, t)
 	ra.mu.Unlock()
-	if l == nil || !ra.await(ctx, l.done, &l.err) {
-		return nil, false
+	if l == nil {
+		return nil, false, nil
 	}
-	return l.entries, true
+	if ok, err := ra.await(ctx, l.done, &l.err); !ok || err != nil {
+		return nil, ok, err
+	}
+	return l.entries, true, nil
 }
 
-// takeFile hands out the content of h read ahead, once.
-func (ra *metaAhead) takeFile(ctx context.Context, h backend.Handle) ([]byte, bool) {
+// takeFile hands out the content of h read ahead, once, as takeList does.
+// A load that has not begun is the caller's to make: it never waits behind
+// the queue of reads ahead.
+func (ra *metaAhead) takeFile(ctx context.Context, h backend.Handle) (data []byte, ok bool, err error) {
 	if ra == nil {
-		return nil, false
+		return nil, false, nil
 	}
 	ra.mu.Lock()
 	f := ra.files[h]
 	delete(ra.files, h)
 	started := f != nil && f.started
 	ra.mu.Unlock()
-	if !started || !ra.await(ctx, f.done, &f.err) {
-		// A load that has not begun is the caller's to make: it never
-		// waits behind the queue of reads ahead.
-		return nil, false
+	if !started {
+		return nil, false, nil
 	}
-	return f.data, true
+	if ok, err := ra.await(ctx, f.done, &f.err); !ok || err != nil {
+		return nil, ok, err
+	}
+	return f.data, true, nil
 }
 
-// await waits for done, then reports whether what it guards may be
-// served: it succeeded (*errp, read once done) and is still fresh.
-func (ra *metaAhead) await(ctx context.Context, done <-chan struct{}, errp *error) bool {
+// await waits for done and says whether what it guards is the answer
+// (ok), with its error (*errp, read once done). It is not when it is no
+// longer fresh, or when it was skipped or stopped (cancelled) rather than
+// failed.
+func (ra *metaAhead) await(ctx context.Context, done <-chan struct{}, errp *error) (ok bool, err error) {
 	select {
 	case <-done:
 	case <-ctx.Done():
-		return false
+		return false, nil
 	}
 	ra.mu.Lock()
 	defer ra.mu.Unlock()
-	return *errp == nil && ra.fresh()
+	err = *errp
+	if !ra.fresh() || errors.Is(err, errAheadSkipped) || errors.Is(err, context.Canceled) {
+		return false, nil
+	}
+	return true, err
 }
 
 // stop drops everything read ahead and stops what is still being read.

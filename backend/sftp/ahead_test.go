@@ -295,7 +295,7 @@ func TestReadAheadTakeBeforeStart(t *testing.T) {
 	ra.mu.Unlock()
 	taken := make(chan bool)
 	go func() {
-		_, ok := ra.takeFile(context.Background(), h)
+		_, ok, _ := ra.takeFile(context.Background(), h)
 		taken <- ok
 	}()
 	select {
@@ -310,6 +310,34 @@ func TestReadAheadTakeBeforeStart(t *testing.T) {
 	b.loadAhead(context.Background(), make(chan struct{}, 1), h, 0, f)
 	if !errors.Is(f.err, errAheadSkipped) {
 		t.Fatalf("read ahead after its file was taken: %v, want errAheadSkipped", f.err)
+	}
+}
+
+// A read ahead that failed is the answer (its retries are not repeated);
+// one that was stopped or skipped is not.
+func TestReadAheadFailureServed(t *testing.T) {
+	failed := errors.New("load snapshots/ab: giving up after 9 attempts")
+	for _, tc := range []struct {
+		err    error
+		served bool
+	}{
+		{failed, true},
+		{fmt.Errorf("load: %w", context.Canceled), false},
+		{errAheadSkipped, false},
+	} {
+		ra := &metaAhead{now: time.Now, cancel: func() {}, started: time.Now(),
+			lists: map[backend.FileType]*aheadList{}, files: map[backend.Handle]*aheadFile{}}
+		h := backend.Handle{Type: backend.SnapshotFile, Name: "ab"}
+		ra.mu.Lock()
+		f := ra.addFile(h)
+		f.started = true
+		ra.mu.Unlock()
+		f.err = tc.err
+		close(f.done)
+		_, ok, err := ra.takeFile(context.Background(), h)
+		if ok != tc.served || (ok && err != tc.err) {
+			t.Fatalf("read ahead failed with %v: served %v with %v, want served %v", tc.err, ok, err, tc.served)
+		}
 	}
 }
 

@@ -322,7 +322,10 @@ func (b *Backend) Load(ctx context.Context, h backend.Handle, off, length int64,
 	if off < 0 || length < 0 {
 		return fmt.Errorf("load %s: negative range %d+%d", h, off, length)
 	}
-	if data, ok := b.ahead.takeFile(ctx, h); ok {
+	if data, ok, err := b.ahead.takeFile(ctx, h); ok {
+		if err != nil {
+			return err
+		}
 		return serveAhead("load "+h.String(), data, off, length, fn)
 	}
 	return b.load(ctx, h, off, length, fn)
@@ -460,7 +463,10 @@ func (b *Backend) List(ctx context.Context, t backend.FileType, fn func(backend.
 		return fmt.Errorf("list: %w", err)
 	}
 	dir := path.Join(b.root, string(t))
-	if entries, ok := b.ahead.takeList(ctx, t); ok {
+	if entries, ok, err := b.ahead.takeList(ctx, t); ok {
+		if err != nil {
+			return err
+		}
 		return emit(ctx, entries, fn)
 	}
 	if t != backend.PackFile {
