@@ -8,9 +8,11 @@ package sftp
 // delta parents one by one. Over a Storage Box link each step is two to four
 // round trips. When Config.ReadAhead names file types, Open starts all of it
 // at once: the config, and for each type its listing followed by loads of
-// its files (newest first, up to a byte budget per type), over the pool.
-// The repository code asks for the same files in its own order and finds
-// them read or in flight.
+// its files (newest first, up to a byte budget and aheadFiles per type),
+// over the pool. The repository code asks for the same files in its own
+// order and finds them read or in flight; a file whose load has not begun
+// it loads itself, and a read ahead that failed after its retries is its
+// answer.
 //
 // What was read ahead is served once per listing and once per file, and
 // only as the state of the repository when it was opened: the first write
