@@ -212,6 +212,10 @@ func (b *Backend) save(ctx context.Context, c *conn, what, name string, r io.Rea
 	dir := path.Dir(name)
 	tmp := path.Join(dir, TempPrefix+path.Base(name)+"-"+randomSuffix())
 	const flags = os.O_WRONLY | os.O_CREATE | os.O_EXCL
+	// Until this attempt removes it, tmp is the next attempt's to remove:
+	// an OPEN that the server carried out just before the connection
+	// dropped creates the file without its answer ever arriving.
+	*leftover = tmp
 	f, err := c.sftp.OpenFile(tmp, flags)
 	if errors.Is(err, os.ErrNotExist) {
 		if err := c.sftp.MkdirAll(dir); err != nil {
@@ -223,11 +227,16 @@ func (b *Backend) save(ctx context.Context, c *conn, what, name string, r io.Rea
 		return b.writeError(c, what, err, size)
 	}
 	defer func() {
-		if err != nil {
+		switch {
+		case err == nil:
+			*leftover = "" // renamed into place
+		case !c.isDead():
 			_ = f.Close()
-			if c.isDead() || c.sftp.Remove(tmp) != nil {
-				*leftover = tmp
+			if c.sftp.Remove(tmp) == nil {
+				*leftover = ""
 			}
+		default:
+			_ = f.Close()
 		}
 	}()
 	src := &sourceReader{ctx: ctx, r: io.LimitReader(r, size+1), limit: b.up}
