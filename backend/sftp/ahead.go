@@ -52,7 +52,8 @@ const (
 )
 
 // aheadBudget is how many bytes of files of type t are read ahead: the
-// newest files whose sizes add up to at most this.
+// newest files whose sizes add up to at most this (0: none, the type is
+// not read ahead).
 func aheadBudget(t backend.FileType) int64 {
 	switch t {
 	case backend.KeyFile:
@@ -111,8 +112,8 @@ func (b *Backend) startReadAhead(types []backend.FileType) {
 	cfg := backend.Handle{Type: backend.ConfigFile}
 	go b.loadAhead(ctx, sem, cfg, 0, ra.addFile(cfg))
 	for _, t := range types {
-		if t == backend.PackFile || t == backend.ConfigFile || aheadBudget(t) == 0 {
-			continue
+		if aheadBudget(t) == 0 {
+			continue // packs, locks: never read ahead (the config always is)
 		}
 		l := &aheadList{done: make(chan struct{})}
 		ra.lists[t] = l

@@ -10,12 +10,9 @@ import (
 	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
-
-	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/shopvault/shopvault/backend"
 	"github.com/shopvault/shopvault/backend/sftp"
@@ -74,7 +71,7 @@ func BenchmarkSaveLoad(b *testing.B) {
 		opts = append(opts, sshdtest.WithWrapper("ip", "netns", "exec", ns), sshdtest.WithListenAddress(os.Getenv("SFTP_BENCH_ADDR")))
 	}
 	s := sshdtest.Start(b, opts...)
-	var proxy *delayProxy
+	var proxy *tcpProxy
 	if d := os.Getenv("SFTP_BENCH_DELAY"); d != "" {
 		delay, err := time.ParseDuration(d)
 		if err != nil {
@@ -87,12 +84,7 @@ func BenchmarkSaveLoad(b *testing.B) {
 	for _, conns := range []int{1, 4} {
 		cfg := config(b, s, conns)
 		if proxy != nil {
-			cfg.Port = proxy.port
-			cfg.KnownHostsFile = filepath.Join(b.TempDir(), "known_hosts")
-			line := knownhosts.Line([]string{knownhosts.Normalize(proxy.addr)}, s.HostKey)
-			if err := os.WriteFile(cfg.KnownHostsFile, []byte(line+"\n"), 0o600); err != nil {
-				b.Fatal(err)
-			}
+			proxy.via(b, &cfg, s)
 		}
 		cfg.Path = fmt.Sprintf("%s/bench-%d", s.Root, conns)
 		be, err := sftp.Create(ctx, cfg)
@@ -126,37 +118,13 @@ func BenchmarkSaveLoad(b *testing.B) {
 	}
 }
 
-// delayProxy forwards TCP connections to a backend, delaying every byte by a
-// fixed time in each direction: a crude WAN without netem.
-type delayProxy struct {
-	addr string
-	port int
-}
-
-func startDelayProxy(b *testing.B, target string, delay time.Duration) *delayProxy {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				up, err := net.Dial("tcp", target)
-				if err != nil {
-					_ = c.Close()
-					return
-				}
-				go delayCopy(up, c, delay)
-				delayCopy(c, up, delay)
-			}()
-		}
-	}()
-	return &delayProxy{addr: l.Addr().String(), port: l.Addr().(*net.TCPAddr).Port}
+// startDelayProxy forwards TCP connections to target, delaying every byte
+// by a fixed time in each direction: a crude WAN without netem.
+func startDelayProxy(b *testing.B, target string, delay time.Duration) *tcpProxy {
+	return startProxy(b, target, func(c, up net.Conn) {
+		go delayCopy(up, c, delay)
+		delayCopy(c, up, delay)
+	})
 }
 
 func delayCopy(dst, src net.Conn, delay time.Duration) {

@@ -4,14 +4,11 @@ import (
 	"bytes"
 	"io"
 	"net"
-	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/shopvault/shopvault/backend"
 	"github.com/shopvault/shopvault/backend/sftp"
@@ -23,56 +20,37 @@ import (
 // client's still reach the server: a link that died after a request went
 // out and before its answer came back.
 type muteProxy struct {
-	addr string
-	port int
+	*tcpProxy
 
 	mu    sync.Mutex
 	muted []*atomic.Bool
 }
 
 func startMuteProxy(t *testing.T, target string) *muteProxy {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = l.Close() })
-	p := &muteProxy{addr: l.Addr().String(), port: l.Addr().(*net.TCPAddr).Port}
-	go func() {
+	p := &muteProxy{}
+	p.tcpProxy = startProxy(t, target, func(c, up net.Conn) {
+		m := &atomic.Bool{}
+		p.mu.Lock()
+		p.muted = append(p.muted, m)
+		p.mu.Unlock()
+		go func() {
+			_, _ = io.Copy(up, c)
+			_ = up.Close()
+		}()
+		buf := make([]byte, 32<<10)
 		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			up, err := net.Dial("tcp", target)
-			if err != nil {
-				_ = c.Close()
-				continue
-			}
-			m := &atomic.Bool{}
-			p.mu.Lock()
-			p.muted = append(p.muted, m)
-			p.mu.Unlock()
-			go func() {
-				_, _ = io.Copy(up, c)
-				_ = up.Close()
-			}()
-			go func() {
-				buf := make([]byte, 32<<10)
-				for {
-					n, err := up.Read(buf)
-					if n > 0 && !m.Load() {
-						if _, werr := c.Write(buf[:n]); werr != nil {
-							break
-						}
-					}
-					if err != nil {
-						break
-					}
+			n, err := up.Read(buf)
+			if n > 0 && !m.Load() {
+				if _, werr := c.Write(buf[:n]); werr != nil {
+					break
 				}
-				_ = c.Close()
-			}()
+			}
+			if err != nil {
+				break
+			}
 		}
-	}()
+		_ = c.Close()
+	})
 	return p
 }
 
@@ -91,13 +69,8 @@ func TestSaveLostOpenLeavesNoTemp(t *testing.T) {
 	s := sshdtest.Start(t)
 	p := startMuteProxy(t, s.Addr)
 	cfg := config(t, s, 1)
-	cfg.Port = p.port
+	p.via(t, &cfg, s)
 	cfg.KeepAlive = 200 * time.Millisecond
-	cfg.KnownHostsFile = filepath.Join(t.TempDir(), "known_hosts")
-	line := knownhosts.Line([]string{knownhosts.Normalize(p.addr)}, s.HostKey)
-	if err := os.WriteFile(cfg.KnownHostsFile, []byte(line+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	ctx := t.Context()
 	be, err := sftp.Create(ctx, cfg)
 	if err != nil {
